@@ -1,0 +1,49 @@
+"""Pitch geometry: the 105 x 68 m frame of reference, its cell grid, and provider coordinates → centred metres.
+
+Every position in trajsv-jax is in centred metres: origin at the centre spot, x along the long side in
+[-L/2, L/2], y along the short side in [-W/2, W/2], y pointing "up" (towards the left touchline as seen from the
+goal at x = -L/2). L and W are the file's own pitch dimensions; the grid (tokenization) uses the paper's 105 x 68 m.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PITCH_LENGTH = 105.0
+PITCH_WIDTH = 68.0
+
+
+def grid_shape(cell: float = 3.0, length: float = PITCH_LENGTH, width: float = PITCH_WIDTH) -> tuple[int, int]:
+    """(columns along x, rows along y) of the cell grid: 35 x 23 for 3 m cells on 105 x 68 m."""
+    return math.ceil(length / cell), math.ceil(width / cell)
+
+
+def to_centred_metres(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    length: float,
+    width: float,
+    y_down: bool,
+) -> np.ndarray:
+    """Linear map of a provider's coordinates (x in x_range, y in y_range) onto centred metres → [..., 2] float32.
+
+    x_range/y_range are the provider's coordinates of the pitch edges; `y_down` is True when the provider's y grows
+    towards the bottom touchline (Metrica, kloppy's normalised system).
+    """
+    u = (np.asarray(x, np.float64) - x_range[0]) / (x_range[1] - x_range[0])
+    v = (np.asarray(y, np.float64) - y_range[0]) / (y_range[1] - y_range[0])
+    if y_down:
+        v = 1.0 - v
+    return np.stack([(u - 0.5) * length, (v - 0.5) * width], axis=-1).astype(np.float32)
+
+
+def off_pitch(positions: np.ndarray, length: float, width: float, margin: float = 0.0) -> np.ndarray:
+    """Bool mask [...] of finite positions [..., 2] outside the pitch (plus `margin` metres around it)."""
+    x, y = positions[..., 0], positions[..., 1]
+    with np.errstate(invalid="ignore"):
+        return (np.abs(x) > length / 2 + margin) | (np.abs(y) > width / 2 + margin)
