@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ def read_source(store: str | os.PathLike, source_id: str) -> Source:
             arrays = {name: data[name] for name in data.files}
     except FileNotFoundError as e:
         raise UserError(f"{e.filename}: missing from the store. Re-run `trajsv ingest` for {source_id}.") from None
-    except (ValueError, OSError, json.JSONDecodeError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise UserError(f"{npz}: unreadable ({e}). Re-run `trajsv ingest` for {source_id}.") from None
     missing = [name for name in _ARRAYS if name not in arrays]
     if missing:

@@ -1,0 +1,95 @@
+"""Pictures people look at: plays on a pitch, segment matrices on the cell grid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import patches  # noqa: E402
+
+from trajsv_jax import clips as clips_lib  # noqa: E402
+from trajsv_jax import pitch  # noqa: E402
+
+ROLE_COLOURS = {
+    clips_lib.ROLE_BALL: "#111111",
+    clips_lib.ROLE_TEAM_A: "#d62728",
+    clips_lib.ROLE_TEAM_B: "#1f77b4",
+    clips_lib.ROLE_OTHER: "#7f7f7f",
+}
+
+
+def draw_pitch(ax: plt.Axes, length: float = pitch.PITCH_LENGTH, width: float = pitch.PITCH_WIDTH) -> None:
+    """Markings of a football pitch in centred metres (IFAB dimensions)."""
+    hl, hw = length / 2, width / 2
+    line = {"color": "#555555", "lw": 0.8, "fill": False}
+    ax.add_patch(patches.Rectangle((-hl, -hw), length, width, **line))
+    ax.plot([0, 0], [-hw, hw], color="#555555", lw=0.8)
+    ax.add_patch(patches.Circle((0, 0), 9.15, **line))
+    for side in (-1, 1):
+        ax.add_patch(patches.Rectangle((side * hl - (side > 0) * 16.5, -20.16), 16.5, 40.32, **line))
+        ax.add_patch(patches.Rectangle((side * hl - (side > 0) * 5.5, -9.16), 5.5, 18.32, **line))
+        ax.plot(side * (hl - 11), 0, ".", color="#555555", ms=2)
+    ax.set_xlim(-hl - 2, hl + 2)
+    ax.set_ylim(-hw - 2, hw + 2)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_cells(ax: plt.Axes, matrices: np.ndarray, cell: float) -> None:
+    """Shade the occupied cells of segment matrices [S, cols*rows]; darker = occupied in more segments."""
+    cols, rows = pitch.grid_shape(cell)
+    counts = np.asarray(matrices, np.float32).sum(0).reshape(cols, rows).T
+    masked = np.ma.masked_equal(counts, 0)
+    extent = (-pitch.PITCH_LENGTH / 2, -pitch.PITCH_LENGTH / 2 + cols * cell, -pitch.PITCH_WIDTH / 2)
+    extent = (*extent, -pitch.PITCH_WIDTH / 2 + rows * cell)
+    ax.imshow(masked, origin="lower", extent=extent, cmap="Greens", vmin=0, vmax=max(1, counts.max()), alpha=0.8)
+
+
+def draw_play(ax: plt.Axes, positions: np.ndarray, roles: np.ndarray) -> None:
+    """Trajectories [T, K, 2] coloured by role, with a dot at each object's last seen position."""
+    for k in range(positions.shape[1]):
+        xy = positions[:, k]
+        seen = np.isfinite(xy).all(-1)
+        if not seen.any():
+            continue
+        colour = ROLE_COLOURS.get(int(roles[k]), "#7f7f7f")
+        ax.plot(xy[:, 0], xy[:, 1], "-", color=colour, lw=0.9 if roles[k] else 1.4)
+        last = xy[seen][-1]
+        ax.plot(last[0], last[1], "o", color=colour, ms=2.5 if roles[k] else 3.5)
+
+
+def plot_clip_segments(
+    path: str | os.PathLike,
+    clip_positions: Sequence[np.ndarray],
+    clip_matrices: Sequence[np.ndarray],
+    roles: np.ndarray,
+    titles: Sequence[str],
+    cell: float,
+    columns: int = 2,
+) -> str:
+    """One pitch per clip: its segment matrices as shaded cells under the players' and ball's trajectories."""
+    n = len(clip_positions)
+    rows_ = -(-n // columns)
+    fig, axes = plt.subplots(rows_, columns, figsize=(6.2 * columns, 4.2 * rows_), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, pos, mats, title in zip(axes.flat, clip_positions, clip_matrices, titles, strict=False):
+        draw_pitch(ax)
+        draw_cells(ax, mats, cell)
+        draw_play(ax, pos, roles)
+        ax.set_title(title, fontsize=8)
+    handles = [
+        plt.Line2D([], [], color=ROLE_COLOURS[r], label=clips_lib.ROLE_NAMES[r]) for r in sorted(ROLE_COLOURS)[:3]
+    ]
+    handles.append(patches.Patch(color="#74c476", label=f"occupied {cell:g} m cells"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
