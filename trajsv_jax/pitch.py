@@ -33,8 +33,11 @@ def to_centred_metres(
     """Linear map of a provider's coordinates (x in x_range, y in y_range) onto centred metres → [..., 2] float32.
 
     x_range/y_range are the provider's coordinates of the pitch edges; `y_down` is True when the provider's y grows
-    towards the bottom touchline (Metrica, kloppy's normalised system).
+    towards the bottom touchline (Metrica, kloppy's normalised system). Coordinates that already are centred metres
+    of the same pitch (SkillCorner, PFF, Hawk-Eye, ...) are only cast, so that no value moves by a rounding error.
     """
+    if not y_down and tuple(x_range) == (-length / 2, length / 2) and tuple(y_range) == (-width / 2, width / 2):
+        return np.stack([np.asarray(x, np.float32), np.asarray(y, np.float32)], axis=-1)
     u = (np.asarray(x, np.float64) - x_range[0]) / (x_range[1] - x_range[0])
     v = (np.asarray(y, np.float64) - y_range[0]) / (y_range[1] - y_range[0])
     if y_down:

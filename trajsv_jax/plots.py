@@ -68,28 +68,39 @@ def plot_clip_segments(
     path: str | os.PathLike,
     clip_positions: Sequence[np.ndarray],
     clip_matrices: Sequence[np.ndarray],
+    clip_tokens: Sequence[np.ndarray],
+    segment_bounds: Sequence[np.ndarray],
     roles: np.ndarray,
     titles: Sequence[str],
     cell: float,
-    columns: int = 2,
+    segments_shown: int = 4,
 ) -> str:
-    """One pitch per clip: its segment matrices as shaded cells under the players' and ball's trajectories."""
+    """One row per clip: the whole clip (trajectories over its cells, darker = visited in more segments), then a few
+    single segments, each with its own matrix, the moves made in that second, and its token id."""
     n = len(clip_positions)
-    rows_ = -(-n // columns)
-    fig, axes = plt.subplots(rows_, columns, figsize=(6.2 * columns, 4.2 * rows_), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    for ax, pos, mats, title in zip(axes.flat, clip_positions, clip_matrices, titles, strict=False):
+    fig, axes = plt.subplots(n, 1 + segments_shown, figsize=(3.3 * (1 + segments_shown), 2.5 * n), squeeze=False)
+    for row, (pos, mats, toks, bounds, title) in enumerate(
+        zip(clip_positions, clip_matrices, clip_tokens, segment_bounds, titles, strict=True)
+    ):
+        ax = axes[row, 0]
         draw_pitch(ax)
         draw_cells(ax, mats, cell)
         draw_play(ax, pos, roles)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=7)
+        shown = np.unique(np.linspace(0, len(mats) - 1, segments_shown).round().astype(int))
+        for ax, s in zip(axes[row, 1:], shown, strict=False):
+            draw_pitch(ax)
+            draw_cells(ax, mats[s : s + 1], cell)
+            draw_play(ax, pos[bounds[s] : bounds[s + 1]], roles)
+            ax.set_title(f"segment {s}: token {int(toks[s])}, {int(mats[s].sum())} cells", fontsize=7)
+        for ax in axes[row, 1 + len(shown) :]:
+            ax.axis("off")
     handles = [
         plt.Line2D([], [], color=ROLE_COLOURS[r], label=clips_lib.ROLE_NAMES[r]) for r in sorted(ROLE_COLOURS)[:3]
     ]
     handles.append(patches.Patch(color="#74c476", label=f"occupied {cell:g} m cells"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)

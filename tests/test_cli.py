@@ -1,0 +1,62 @@
+"""The `trajsv` command line end to end on the real bundled match, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trajsv_jax import cli, store
+from trajsv_jax.tokenize import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert cli.main(["demo", "--out", str(out), "--shards", "2"]) == 0
+    return out
+
+
+def test_demo_writes_store_tokens_dataset_summary_and_picture(demo_run, bundled_source):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert summary["clips"] == bundled_source.num_clips
+    assert summary["segments"] > 3000  # ~58 min of main camera in 1 s segments
+    assert summary["videos"] == summary["train_videos"] + 5 and summary["train_videos"] >= 15
+    assert summary["drops"]["off_pitch"] > 0  # SkillCorner tracks players beyond the lines: counted
+    vocab = Vocabulary.load(demo_run / "store" / "vocab.npz")
+    assert summary["vocabulary_tokens"] == vocab.num_tokens > 100
+    png = demo_run / "plots" / "segment_matrices.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
+    info = json.loads((demo_run / "tfrecords" / "dataset_info.json").read_text())
+    assert info["splits"]["train"]["num_examples"] == summary["train_videos"]
+    source = store.read_store(demo_run / "store")[0]
+    np.testing.assert_array_equal(source.positions, bundled_source.positions)
+
+
+def test_info_reports_the_store(demo_run, capsys):
+    assert cli.main(["info", str(demo_run / "store")]) == 0
+    out = capsys.readouterr().out
+    assert "skillcorner_2417" in out and "videos of n=16 clips" in out and "vocabulary:" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ingest", "tracab", "raw_data=/no/such.dat", "meta_data=/no/such.xml"], "/no/such.dat: no such file"),
+        (["ingest", "nosuchprovider"], "unknown provider 'nosuchprovider'"),
+        (["ingest", "skillcorner", "raw_data"], "expected KEY=FILE"),
+        (["tokenize", "/no/such/store"], "not a trajectory store"),
+        (["dataset", "/no/such/store", "--out", "/tmp/x"], "not a trajectory store"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_dataset_before_tokenize_says_what_to_run(tmp_path, bundled_source, capsys):
+    store.write_source(tmp_path / "s", bundled_source)
+    assert cli.main(["dataset", str(tmp_path / "s"), "--out", str(tmp_path / "d")]) == 2
+    assert "Run `trajsv tokenize" in capsys.readouterr().err
