@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "shards, print a summary and save a picture of a few clips' segment matrices on the pitch.",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RUN, help=f"run directory (default {DEFAULT_RUN})")
-    p.add_argument("--kloppy", action="store_true", help="read through kloppy instead of the fast reader (~14 s vs ~2 s)")
+    p.add_argument(
+        "--kloppy", action="store_true", help="read through kloppy instead of the fast reader (~14 s vs ~2 s)"
+    )
     _clip_args(p)
     _token_args(p)
     _dataset_args(p)

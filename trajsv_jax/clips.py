@@ -96,7 +96,7 @@ def clip_ranges(frames: Frames, positions: np.ndarray, config: ClipConfig) -> tu
     """Frame ranges of the clips in `frames` (positions already cleaned), with the drops this causes."""
     detected = np.isfinite(positions).all(-1).any(-1)
     drops = Drops(frames_without_detections=int((~detected).sum()))
-    max_frames = int(round(config.max_segments * config.segment_seconds * frames.fps))
+    max_frames = round(config.max_segments * config.segment_seconds * frames.fps)
     min_frames = config.min_seconds * frames.fps - 1e-6
     ranges: list[tuple[int, int]] = []
     for start, stop in runs(detected, frames.period, frames.timestamp, config.fps_tolerance / frames.fps):
@@ -147,7 +147,7 @@ def make_videos(
         groups.append((c, stop))
         c = stop
     order = sorted(range(len(groups)), key=lambda g: (int(clip_period[groups[g][0]]), float(clip_start[groups[g][0]])))
-    n_train = int(math.floor(train_fraction * len(groups) + 1e-9))
+    n_train = math.floor(train_fraction * len(groups) + 1e-9)
     split = {g: ("train" if rank < n_train else "test") for rank, g in enumerate(order)}
     return [
         Video(source_id, a, b - a, int(clip_period[a]), float(clip_start[a]), split[g])

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import patches  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import patches
 
-from trajsv_jax import clips as clips_lib  # noqa: E402
-from trajsv_jax import pitch  # noqa: E402
+from trajsv_jax import clips as clips_lib
+from trajsv_jax import pitch
 
 ROLE_COLOURS = {
     clips_lib.ROLE_BALL: "#111111",

@@ -164,7 +164,9 @@ def info(store: Path, clips_per_video: int = 16, train_fraction: float = 0.8) ->
     parts = []
     for source in sources:
         n_train, n_test = count_videos([source], clips_per_video, train_fraction)
-        parts.append(f"{describe_source(source)}\n  videos of n={clips_per_video} clips: {n_train} train, {n_test} test")
+        parts.append(
+            f"{describe_source(source)}\n  videos of n={clips_per_video} clips: {n_train} train, {n_test} test"
+        )
     vocab_path = Path(store) / VOCAB_FILE
     if vocab_path.exists():
         vocab = tok.Vocabulary.load(vocab_path)

@@ -162,7 +162,9 @@ def write_source(store: str | os.PathLike, source: Source) -> Path:
 def _read_index(root: Path) -> list[str]:
     path = root / "store.json"
     if not path.exists():
-        raise UserError(f"{root}: not a trajectory store (no store.json). Create one with `trajsv ingest --out {root}`.")
+        raise UserError(
+            f"{root}: not a trajectory store (no store.json). Create one with `trajsv ingest --out {root}`."
+        )
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
