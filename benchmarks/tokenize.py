@@ -13,7 +13,9 @@ it takes ~15 minutes on 2 CPU cores, so by default it runs on the first --exact-
 time is extrapolated by the square of the distinct segment counts (pass --exact-scale 100 to measure it); approximate
 mode runs at both sizes, its agreement being measured where exact ran.
 
-Usage: python benchmarks/tokenize.py [--scale 100] [--exact-scale 30] [--repeats 3]
+Both sides read every clip's positions with the objects never seen in that clip left out.
+
+Usage, from the repository root: python -m benchmarks.tokenize [--scale 100] [--exact-scale 30] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -73,6 +75,15 @@ def rounded(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
+def match_clips() -> tuple[list[np.ndarray], float]:
+    """The bundled match's clips (objects never seen in a clip left out: they add no cells) and frame rate."""
+    source, _ = store.source_from_frames(
+        ingest.read_skillcorner(*ingest.bundled_skillcorner_files()), "skillcorner_2417"
+    )
+    clips = [source.clip(c) for c in range(source.num_clips)]
+    return [c[:, ~np.isnan(c).all((0, 2))] for c in clips], source.fps
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=int, default=100, help="copies of the match for the scaled runs (default 100)")
@@ -83,10 +94,7 @@ def main() -> None:
     a = p.parse_args()
     exact_scale = min(a.exact_scale, a.scale)
     ref = load_reference()
-    source, _ = store.source_from_frames(
-        ingest.read_skillcorner(*ingest.bundled_skillcorner_files()), "skillcorner_2417"
-    )
-    clips, fps = [source.clip(c) for c in range(source.num_clips)], source.fps
+    clips, fps = match_clips()
 
     start = time.perf_counter()
     ref_segments = [s for c in clips for s in ref.segment_matrices(c, fps)]
@@ -102,8 +110,9 @@ def main() -> None:
     approx_info, approx_tokens, approx = build(matrices, approximate=True)
     ref_s = ref_matrices_s + ref_corpus_s
     match = {
+        "input": "every clip's [T, K, 2] positions with the objects never seen in that clip left out (both sides)",
         "clips": len(clips),
-        "segments": len(ref_segments),
+        "segments": len(tokens),
         "distinct_segments": len(vocab),
         "tokens": vocab.num_tokens,
         "reference_s": {
@@ -121,8 +130,7 @@ def main() -> None:
 
     rng = np.random.default_rng(a.seed)
     offsets = rng.uniform(-a.offset, a.offset, (a.scale, 2)).astype(np.float32)
-    compact = [c[:, ~np.isnan(c).all((0, 2))] for c in clips]  # objects never seen in a clip add no cells
-    copies = [c + off for off in offsets for c in compact]
+    copies = [c + off for off in offsets for c in clips]
     (big, _), raster_s = timed(tk.clip_segment_matrices, copies, fps)
     n_exact = len(clips) * exact_scale
     n_exact_segments = int(sum(tk.num_segments(len(c), fps) for c in copies[:n_exact]))

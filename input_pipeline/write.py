@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from input_pipeline import examples as examples_lib
 from trajsv_jax import store as store_lib
@@ -176,8 +177,9 @@ def prepare_store(
     videos, plan_stats = examples_lib.plan_videos(sources, config.clips_per_video, train_fraction)
     for split in ("train", "test"):
         split_videos = [video for video in videos if video.split == split]
+        examples = examples_lib.video_examples(sources, split_videos, tokens_by_source, config)
         write_tfrecords(
-            examples_lib.video_examples(sources, split_videos, tokens_by_source, config),
+            tqdm(examples, total=len(split_videos), desc=f"write {split}", unit="video", leave=False),
             out_dir,
             split,
             num_shards,

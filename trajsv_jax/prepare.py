@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from trajsv_jax import clips as clips_lib
 from trajsv_jax import store as store_lib
@@ -98,7 +99,7 @@ def tokenize(
     t0 = time.perf_counter()
     total, empty = 0, 0
     (store / TOKENS_DIR).mkdir(exist_ok=True)
-    for source in sources:
+    for source in tqdm(sources, desc="tokenize", unit="source", leave=False, disable=len(sources) < 2):
         matrices, offsets = tok.source_segment_matrices(source, cell=cell, seconds=seconds)
         tokens = np.asarray(vocab.tokenize(matrices))
         total += len(tokens)
