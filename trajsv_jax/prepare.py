@@ -49,7 +49,7 @@ def describe_source(source: store_lib.Source) -> str:
         "  dropped: "
         f"{drops.get('off_pitch', 0)} off-pitch and {drops.get('nan_coordinates', 0)} half-missing object-frames; "
         f"{drops.get('short_clips', 0)} clips < min length ({drops.get('short_clip_frames', 0)} frames); "
-        f"{drops.get('frames_without_detections', 0)} frames without detections (not main camera); "
+        f"{drops.get('frames_without_detections', 0)} frames left with nothing on the pitch; "
         f"{drops.get('clips_split', 0)} long runs split",
     ]
     if m.get("referee_detections_skipped"):
