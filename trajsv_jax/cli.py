@@ -145,7 +145,10 @@ def run(a: argparse.Namespace) -> None:
     elif a.command == "info":
         print(prepare.info(a.store))
     elif a.command == "demo":
-        print(prepare.demo(a.out, _clip_config(a), a, fast=not a.kloppy))
+        options = prepare.DataOptions(
+            a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards
+        )
+        print(prepare.demo(a.out, _clip_config(a), options, fast=not a.kloppy))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -198,30 +198,38 @@ def plot_clips(source: store_lib.Source, tokens: list[np.ndarray], cell: float, 
     )
 
 
-def demo(out: Path, clip_config: clips_lib.ClipConfig, a: argparse.Namespace, fast: bool = True) -> str:
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    """Tokenization and dataset settings of the demo (paper defaults)."""
+
+    cell: float = 3.0
+    threshold: float = 0.3
+    approximate: bool = False
+    clips_per_video: int = 16
+    objects: int = 32
+    train_fraction: float = 0.8
+    shards: int = 4
+
+
+def demo(out: Path, clip_config: clips_lib.ClipConfig, options: DataOptions, fast: bool = True) -> str:
     """The main job on the bundled match: ingest → tokenize → dataset → summary and a picture."""
-    out = Path(out)
+    out, o, seconds = Path(out), options, clip_config.segment_seconds
     store = out / "store"
     steps = [
         ingest(None, {}, store, None, clip_config, fast),
-        tokenize(store, a.cell, clip_config.segment_seconds, a.threshold, a.approximate),
-        dataset(store, out / "tfrecords", a.clips_per_video, a.objects, a.train_fraction, a.shards),
+        tokenize(store, o.cell, seconds, o.threshold, o.approximate),
+        dataset(store, out / "tfrecords", o.clips_per_video, o.objects, o.train_fraction, o.shards),
     ]
     source = store_lib.read_store(store)[0]
-    n_train, n_test = count_videos([source], a.clips_per_video, a.train_fraction)
+    tokens = read_tokens(store, source)
+    n_train, n_test = count_videos([source], o.clips_per_video, o.train_fraction)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    png = plot_clips(
-        source,
-        read_tokens(store, source),
-        a.cell,
-        clip_config.segment_seconds,
-        out / "plots" / "segment_matrices.png",
-    )
+    png = plot_clips(source, tokens, o.cell, seconds, out / "plots" / "segment_matrices.png")
     summary = {
         "clips": source.num_clips,
         "videos": n_train + n_test,
         "train_videos": n_train,
-        "segments": int(sum(len(t) for t in read_tokens(store, source))),
+        "segments": int(sum(len(t) for t in tokens)),
         "vocabulary_tokens": tok.Vocabulary.load(store / VOCAB_FILE).num_tokens,
         "drops": source.metadata["drops"],
         "picture": png,
