@@ -1,0 +1,109 @@
+"""CRNet (paper IV-B): a trajectory-enhanced Transformer that turns a clip's m segments into a vector t [d].
+
+Layer for layer as the PyTorch peer: segment embedding (token embedding with id 0 = padding, or a linear layer over
+the binary segment matrix) + learned positional embedding, dropout, a post-norm Transformer encoder
+(torch.nn.TransformerEncoderLayer: ReLU FFN, dropout on attention weights and both residual branches), a mean over
+the valid segments and a position-wise FFN (d -> d -> d). Fusion with the visual vector y happens in `TrajSV`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from trajsv_jax.models.attention import keep_first_key_open, torch_dense
+
+_LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm Transformer encoder layer, as torch.nn.TransformerEncoderLayer(norm_first=False, relu)."""
+
+    d_model: int = 128
+    heads: int = 2
+    ffn: int = 512
+    dropout: float = 0.1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, key_mask: jax.Array, deterministic: bool) -> jax.Array:
+        """x [N, m, d], key_mask [N, m] (True = attend; at least one True per row) -> [N, m, d]."""
+        d = self.d_model
+        attn = nn.MultiHeadDotProductAttention(
+            num_heads=self.heads,
+            qkv_features=d,
+            out_features=d,
+            dropout_rate=self.dropout,
+            broadcast_dropout=False,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            # torch's in_proj: xavier_uniform over the stacked [3d, d] weight, i.e. U(+-sqrt(6 / 4d)); zero biases.
+            kernel_init=nn.initializers.variance_scaling(0.5, "fan_in", "uniform"),
+            out_kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+            name="self_attn",
+        )
+        h = attn(x, mask=key_mask[:, None, None, :], deterministic=deterministic)
+        norm = {"epsilon": _LN_EPS, "dtype": self.dtype, "param_dtype": jnp.float32}
+        x = nn.LayerNorm(**norm, name="norm1")(x + nn.Dropout(self.dropout)(h, deterministic))
+        h = jax.nn.relu(torch_dense(self.ffn, d, self.dtype, name="linear1")(x))
+        h = torch_dense(d, self.ffn, self.dtype, name="linear2")(nn.Dropout(self.dropout)(h, deterministic))
+        return nn.LayerNorm(**norm, name="norm2")(x + nn.Dropout(self.dropout)(h, deterministic))
+
+
+class CRNet(nn.Module):
+    """Clip representation network: segments of N clips -> trajectory vectors t [N, d_model].
+
+    `embedding="tokens"` embeds token ids [N, m] (0 = padding/empty, embedded as zeros like torch's padding_idx);
+    `embedding="matrices"` embeds binary segment matrices [N, m, C] with a linear layer (C = grid cells).
+    """
+
+    vocab_size: int = 4096
+    segments: int = 16
+    d_model: int = 128
+    heads: int = 2
+    layers: int = 2
+    ffn: int = 512
+    dropout_pos: float = 0.3
+    dropout_attn: float = 0.1
+    embedding: str = "tokens"
+    dtype: Any = jnp.float32
+
+    def embed(self, segments: jax.Array) -> jax.Array:
+        """Segment embeddings s_i [N, m, d] from token ids or segment matrices."""
+        if self.embedding == "tokens":
+            table = nn.Embed(
+                self.vocab_size,
+                self.d_model,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                embedding_init=nn.initializers.normal(1.0),
+                name="embed",
+            )
+            return table(segments) * (segments != 0)[..., None].astype(self.dtype)
+        if self.embedding == "matrices":
+            cells = segments.shape[-1]
+            return torch_dense(self.d_model, cells, self.dtype, name="embed")(segments.astype(self.dtype))
+        raise ValueError(f"unknown embedding {self.embedding!r}: expected 'tokens' or 'matrices'")
+
+    @nn.compact
+    def __call__(self, segments: jax.Array, segment_mask: jax.Array, deterministic: bool = True) -> jax.Array:
+        """segments [N, m] int or [N, m, C] bool, segment_mask [N, m] bool -> t [N, d_model].
+
+        A clip without any valid segment keeps its first segment open in attention and pools over max(count, 1)
+        segments, so it yields a finite (if meaningless) vector instead of NaN.
+        """
+        m = segment_mask.shape[-1]
+        pos = self.param("pos", nn.initializers.normal(0.02), (self.segments, self.d_model), jnp.float32)
+        x = self.embed(segments) + pos[:m].astype(self.dtype)
+        x = nn.Dropout(self.dropout_pos)(x, deterministic)
+        open_keys = keep_first_key_open(segment_mask)
+        for i in range(self.layers):
+            layer = EncoderLayer(self.d_model, self.heads, self.ffn, self.dropout_attn, self.dtype, name=f"layer{i}")
+            x = layer(x, open_keys, deterministic)
+        w = segment_mask[..., None].astype(x.dtype)
+        pooled = (x * w).sum(-2) / jnp.maximum(w.sum(-2), 1.0)
+        h = jax.nn.relu(torch_dense(self.d_model, self.d_model, self.dtype, name="ffn0")(pooled))
+        return torch_dense(self.d_model, self.d_model, self.dtype, name="ffn1")(h)
