@@ -80,13 +80,6 @@ def ingest(
     return f"{describe_source(source)}\n  read with {reader} in {time.perf_counter() - t0:.1f} s -> {out}"
 
 
-def clip_segment_matrices(source: store_lib.Source, cell: float, seconds: float) -> list[np.ndarray]:
-    """Segment matrices [S_c, cols*rows] bool of every clip of a source, computed in one batched call."""
-    matrices, offsets = tok.source_segment_matrices(source, cell=cell, seconds=seconds)
-    matrices = np.asarray(matrices)
-    return [matrices[offsets[c] : offsets[c + 1]] for c in range(source.num_clips)]
-
-
 def tokenize(
     store: Path, cell: float = 3.0, seconds: float | None = None, threshold: float = 0.3, approximate: bool = False
 ) -> str:
@@ -181,17 +174,18 @@ def plot_clips(source: store_lib.Source, tokens: list[np.ndarray], cell: float, 
 
     full = [c for c in range(source.num_clips) if len(tokens[c]) >= 8] or list(range(source.num_clips))
     chosen = [full[i] for i in np.linspace(0, len(full) - 1, count).round().astype(int)]
-    matrices = clip_segment_matrices(source, cell, seconds)
+    clips = [source.clip(c) for c in chosen]
+    matrices, counts = tok.clip_segment_matrices(clips, source.fps, cell, seconds)
     titles = [
         f"clip {c}: period {source.clip_period[c]} at {_minutes(source.clip_start[c])}, {len(tokens[c])} segments"
         for c in chosen
     ]
     return plots.plot_clip_segments(
         path,
-        [source.clip(c) for c in chosen],
-        [matrices[c] for c in chosen],
+        clips,
+        np.split(matrices, np.cumsum(counts)[:-1]),
         [tokens[c] for c in chosen],
-        [tok.segment_bounds(len(source.clip(c)), source.fps, seconds) for c in chosen],
+        [tok.segment_bounds(len(clip), source.fps, seconds) for clip in clips],
         source.object_role,
         titles,
         cell,
