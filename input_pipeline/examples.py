@@ -20,7 +20,15 @@ from trajsv_jax.errors import UserError
 from trajsv_jax.store import Source
 
 VIDEO_ID_CLIP_BITS, VIDEO_ID_SOURCE_BITS = 16, 15
-STAT_KEYS = ("videos", "clips", "empty_clips", "clips_over_max_objects", "dropped_objects", "dropped_object_frames")
+STAT_KEYS = (
+    "videos",
+    "clips",
+    "empty_clips",
+    "clips_over_max_objects",
+    "dropped_objects",
+    "dropped_object_frames",
+    "visual_clips",  # clips with a frozen visual vector
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,16 +159,22 @@ def usable_clips(source: Source) -> np.ndarray:
 
 
 def plan_videos(
-    sources: Sequence[Source], clips_per_video: int, train_fraction: float = 0.8
+    sources: Sequence[Source], clips_per_video: int, train_fraction: float = 0.8, val_fraction: float = 0.0
 ) -> tuple[list[clips_lib.Video], dict[str, int]]:
-    """Videos of every source (empty clips left out and counted), each marked train or test."""
+    """Videos of every source (empty clips left out and counted), each marked train, val or test."""
     videos: list[clips_lib.Video] = []
     empty = 0
     for source in sources:
         usable = usable_clips(source)
         empty += int((~usable).sum())
         videos += clips_lib.make_videos(
-            source.source_id, source.clip_period, source.clip_start, usable, clips_per_video, train_fraction
+            source.source_id,
+            source.clip_period,
+            source.clip_start,
+            usable,
+            clips_per_video,
+            train_fraction,
+            val_fraction,
         )
     return videos, {"empty_clips": empty}
 
@@ -227,6 +241,7 @@ def video_examples(
                     )
                 example["visual"][slot] = source.visual[c]
                 example["visual_mask"][slot] = True
+                stats["visual_clips"] += 1
             slot += 1
         if slot == 0:
             raise UserError(

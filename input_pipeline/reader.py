@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import tensorflow as tf
+from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from input_pipeline import examples as examples_lib
@@ -54,13 +54,13 @@ class RecordSource:
 def tfrecord_source(data_dir: str | os.PathLike, split: str, config: examples_lib.ExampleConfig) -> RecordSource:
     """A split written by `write.write_tfrecords`, checked against the example config."""
     info = write_lib.read_info(data_dir)
-    where = str(Path(data_dir) / write_lib.INFO_FILE)
+    where = str(epath.Path(data_dir) / write_lib.INFO_FILE)
     write_lib.check_spec(info["features"], config, where)
     if split not in info["splits"] or not info["splits"][split]["shards"]:
         raise UserError(f"{where}: no shards for split {split!r} (has {sorted(info['splits'])}). Write that split.")
     shards = info["splits"][split]["shards"]
-    files = tuple(str(Path(data_dir) / shard["file"]) for shard in shards)
-    missing = [f for f in files if not Path(f).exists()]
+    files = tuple(str(epath.Path(data_dir) / shard["file"]) for shard in shards)
+    missing = [f for f in files if not epath.Path(f).exists()]
     if missing:
         raise UserError(f"{missing[0]}: listed in {where} but missing ({len(missing)} missing). Re-write the dataset.")
     return RecordSource(files, tuple(shard["num_examples"] for shard in shards), f"{data_dir} split {split}")

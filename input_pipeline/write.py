@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from etils import epath
 from tqdm import tqdm
 
 from input_pipeline import examples as examples_lib
+from trajsv_jax import clips as clips_lib
 from trajsv_jax import store as store_lib
 from trajsv_jax.errors import UserError
 
@@ -52,8 +54,8 @@ def check_spec(features: Mapping[str, Any], config: examples_lib.ExampleConfig, 
 
 def read_info(data_dir: str | os.PathLike) -> dict[str, Any]:
     """dataset_info.json of a dataset directory, checked for format and version."""
-    path = Path(data_dir) / INFO_FILE
-    if not Path(data_dir).is_dir():
+    path = epath.Path(data_dir) / INFO_FILE  # epath: the dataset may be in a bucket (gs://)
+    if not epath.Path(data_dir).is_dir():
         raise UserError(f"{data_dir}: no such dataset directory. Write one with `input_pipeline.write.prepare_store`.")
     try:
         info = json.loads(path.read_text())
@@ -171,11 +173,12 @@ def prepare_store(
     num_shards: int,
     tokens_by_source: Mapping[str, Sequence[np.ndarray]] | None = None,
     train_fraction: float = 0.8,
+    val_fraction: float = 0.0,
 ) -> dict[str, Any]:
-    """Cut a whole store into videos and write its train and test splits; returns dataset_info.json's content."""
+    """Cut a whole store into videos and write its splits (val only if asked for); returns dataset_info.json."""
     sources = store_lib.read_store(store)
-    videos, plan_stats = examples_lib.plan_videos(sources, config.clips_per_video, train_fraction)
-    for split in ("train", "test"):
+    videos, plan_stats = examples_lib.plan_videos(sources, config.clips_per_video, train_fraction, val_fraction)
+    for split in clips_lib.SPLITS if val_fraction else ("train", "test"):
         split_videos = [video for video in videos if video.split == split]
         examples = examples_lib.video_examples(sources, split_videos, tokens_by_source, config)
         write_tfrecords(

@@ -38,3 +38,21 @@ def bundled_source(bundled_frames):
 
     source, _ = store.source_from_frames(bundled_frames, "skillcorner_2417")
     return source
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(bundled_source, tmp_path_factory) -> Path:
+    """TFRecords of the bundled match as the demo writes them (videos of 4 clips; train, val and test splits)."""
+    from trajsv_jax import prepare, store
+
+    out = tmp_path_factory.mktemp("demo_dataset")
+    store.write_source(out / "store", bundled_source)
+    prepare.tokenize(out / "store")
+    prepare.dataset(out / "store", out / "tfrecords", clips_per_video=4, shards=2, val_fraction=0.1)
+    return out / "tfrecords"
+
+
+def tiny_model_overrides(data_dir: Path) -> list[str]:
+    """`--config.` overrides of configs/demo.py for a small, fast model on `data_dir` (tests of the training loop)."""
+    model = {"d_model": 16, "ffn": 32, "vrnet_hidden": 32, "out_dim": 16, "heads": 2, "vrnet_heads": 2}
+    return [f"--config.data_dir={data_dir}", *(f"--config.model.{k}={v}" for k, v in model.items())]

@@ -43,6 +43,9 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clips-per-video", type=int, default=16, help="n: clips per video (paper: 16)")
     g.add_argument("--objects", type=int, default=32, help="K: objects kept per clip in the padded examples")
     g.add_argument("--train-fraction", type=float, default=0.8, help="first fraction of each source's time: train")
+    g.add_argument(
+        "--val-fraction", type=float, default=0.1, help="end of the train time held out for early stopping (val)"
+    )
     g.add_argument("--shards", type=int, default=4, help="TFRecord shards per split")
 
 
@@ -101,7 +104,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="summary of a store: sources, clips, objects, drops, tokens")
     p.add_argument("store", type=Path)
+
+    p = sub.add_parser(
+        "train",
+        help="triple-contrastive training from a config (resumes from the workdir's last checkpoint)",
+        description="Train TrajSV on a dataset written by `trajsv dataset`. The config is an ml_collections file; "
+        "override any field with --config.KEY=VALUE (e.g. --config.batch_size=32 --config.model.embedding=matrices). "
+        "Re-running the same command resumes exactly from the last checkpoint in --workdir. The workdir gets "
+        "checkpoints/ (orbax), metrics.jsonl, tensorboard/, summary.json and plots/loss.png.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default="configs/paper.py", help="config file[:arg] (default configs/paper.py)")
+    p.add_argument("--workdir", default=str(DEFAULT_RUN / "train"), help="run directory (local or gs://)")
+    g = p.add_argument_group("multi-process (one process per host; see tpu_scripts/)")
+    g.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize before training")
+    g.add_argument("--coordinator", default=os.environ.get("TRAJSV_COORDINATOR"), help="HOST:PORT of process 0")
+    g.add_argument("--num-processes", type=int, default=_env_int("TRAJSV_NUM_PROCESSES"), help="processes in all")
+    g.add_argument("--process-id", type=int, default=_env_int("TRAJSV_PROCESS_ID"), help="this process, 0..N-1")
     return parser
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+TRAIN_EPILOG = """examples:
+  trajsv train --config configs/demo.py --config.data_dir=runs/skillcorner_2417/tfrecords --workdir runs/demo
+  trajsv train --config configs/paper.py --config.data_dir=DATA --config.model.visual_dim=0
+  trajsv train --config configs/scaling.py:1024 --config.data_dir=gs://bucket/data --workdir gs://bucket/b1024 \
+      --distributed                    # on every host of a TPU slice (tpu_scripts/train.sh does this)
+Without --coordinator etc., --distributed lets JAX detect the cluster (Cloud TPU, SLURM, Open MPI); the flags
+default to $TRAJSV_COORDINATOR, $TRAJSV_NUM_PROCESSES and $TRAJSV_PROCESS_ID."""
 
 
 def _parse_files(items: list[str]) -> dict[str, str | list[str]]:
@@ -130,10 +165,25 @@ def _clip_config(a: argparse.Namespace):
     )
 
 
-def run(a: argparse.Namespace) -> None:
+def train(a: argparse.Namespace, overrides: list[str]) -> None:
+    from trajsv_jax import config as config_lib
+    from trajsv_jax import sharding
+
+    if a.distributed:
+        sharding.initialize_distributed(a.coordinator, a.num_processes, a.process_id)
+    from trajsv_jax import train as train_lib
+
+    config = config_lib.load_config(a.config, overrides)
+    summary = train_lib.train(config, a.workdir)
+    print(train_lib.report(summary))
+
+
+def run(a: argparse.Namespace, overrides: list[str]) -> None:
     from trajsv_jax import prepare
 
-    if a.command == "ingest":
+    if a.command == "train":
+        train(a, overrides)
+    elif a.command == "ingest":
         pitch_size = {"pitch_length": a.pitch_length, "pitch_width": a.pitch_width}
         files = _parse_files(a.files)
         report = prepare.ingest(a.provider, files, a.out, a.source_id, _clip_config(a), not a.kloppy, **pitch_size)
@@ -141,22 +191,26 @@ def run(a: argparse.Namespace) -> None:
     elif a.command == "tokenize":
         print(prepare.tokenize(a.store, a.cell, a.segment_seconds, a.threshold, a.approximate))
     elif a.command == "dataset":
-        print(prepare.dataset(a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards))
+        print(prepare.dataset(a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction))
     elif a.command == "info":
         print(prepare.info(a.store))
     elif a.command == "demo":
         options = prepare.DataOptions(
-            a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards
+            a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
         )
         print(prepare.demo(a.out, _clip_config(a), options, fast=not a.kloppy))
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    overrides = [x for x in extra if x.startswith("--config.")] if args.command == "train" else []
+    if len(overrides) != len(extra):
+        parser.error(f"unrecognized arguments: {' '.join(x for x in extra if x not in overrides)}")
     t0 = time.perf_counter()
     try:
-        run(args)
+        run(args, overrides)
     except UserError as e:
         print(f"trajsv {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -110,6 +110,9 @@ def clip_ranges(frames: Frames, positions: np.ndarray, config: ClipConfig) -> tu
     return ranges, drops
 
 
+SPLITS = ("train", "val", "test")
+
+
 @dataclasses.dataclass(frozen=True)
 class Video:
     """A run of up to n consecutive clips of one source and period: clips first_clip .. first_clip + num_clips."""
@@ -119,7 +122,7 @@ class Video:
     num_clips: int
     period: int
     start: float  # seconds since the start of the period
-    split: str  # "train" or "test"
+    split: str  # one of SPLITS
 
 
 def make_videos(
@@ -129,10 +132,13 @@ def make_videos(
     usable: np.ndarray,
     clips_per_video: int = 16,
     train_fraction: float = 0.8,
+    val_fraction: float = 0.0,
 ) -> list[Video]:
     """Group a source's usable clips into videos of up to n consecutive clips per period, then split by time.
 
-    The first `train_fraction` of the videos in time order are "train", the rest "test": no clip is in both.
+    The first `train_fraction` of the videos in time order are "train", the rest "test": no clip is in both. The
+    last `val_fraction` (of all videos) of the train time range is held out as "val", for early stopping, so that
+    model selection never sees the test videos.
     Clips that are not `usable` (no object at all) break a run instead of being bridged over.
     """
     groups: list[tuple[int, int]] = []
@@ -148,7 +154,8 @@ def make_videos(
         c = stop
     order = sorted(range(len(groups)), key=lambda g: (int(clip_period[groups[g][0]]), float(clip_start[groups[g][0]])))
     n_train = math.floor(train_fraction * len(groups) + 1e-9)
-    split = {g: ("train" if rank < n_train else "test") for rank, g in enumerate(order)}
+    n_fit = n_train - min(math.floor(val_fraction * len(groups) + 1e-9), n_train)
+    split = {g: "train" if rank < n_fit else "val" if rank < n_train else "test" for rank, g in enumerate(order)}
     return [
         Video(source_id, a, b - a, int(clip_period[a]), float(clip_start[a]), split[g])
         for g, (a, b) in enumerate(groups)

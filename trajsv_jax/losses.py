@@ -56,7 +56,7 @@ def info_nce(
     return per_row.mean() if reduction == "mean" else per_row.sum()
 
 
-def triple_loss(
+def triple_loss_terms(
     v1: jax.Array,
     v2: jax.Array,
     v3: jax.Array,
@@ -65,7 +65,16 @@ def triple_loss(
     tau: float = 0.1,
     exclude_positive: bool = False,
     reduction: Reduction = "mean",
-) -> jax.Array:
-    """Eq. 14: α L(V1, V2) + β L(V1, V3) + (1 − α − β) L(V2, V3) for original (v1), intra- (v2), inter-clip (v3)."""
+) -> dict[str, jax.Array]:
+    """Eq. 14 and its three terms: {"loss", "l12" = L(V1, V2), "l13" = L(V1, V3), "l23" = L(V2, V3)}."""
     kw = {"tau": tau, "exclude_positive": exclude_positive, "reduction": reduction}
-    return alpha * info_nce(v1, v2, **kw) + beta * info_nce(v1, v3, **kw) + (1 - alpha - beta) * info_nce(v2, v3, **kw)
+    terms = {"l12": info_nce(v1, v2, **kw), "l13": info_nce(v1, v3, **kw), "l23": info_nce(v2, v3, **kw)}
+    return {"loss": alpha * terms["l12"] + beta * terms["l13"] + (1 - alpha - beta) * terms["l23"], **terms}
+
+
+def triple_loss(v1: jax.Array, v2: jax.Array, v3: jax.Array, **kwargs) -> jax.Array:
+    """Eq. 14: α L(V1, V2) + β L(V1, V3) + (1 − α − β) L(V2, V3) for original (v1), intra- (v2), inter-clip (v3).
+
+    Keyword arguments as `triple_loss_terms` (alpha 0.5, beta 0.3, tau 0.1 by default).
+    """
+    return triple_loss_terms(v1, v2, v3, **kwargs)["loss"]

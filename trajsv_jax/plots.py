@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from etils import epath
 from matplotlib import patches
 
 from trajsv_jax import clips as clips_lib
@@ -102,5 +103,31 @@ def plot_clip_segments(
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_losses(records: Sequence[dict], path: str | os.PathLike) -> str:
+    """Training curves from metrics.jsonl records: triple loss (train and validation) and its three terms."""
+    train = [r for r in records if r["kind"] == "train"]
+    val = [r for r in records if r["kind"] == "val"]
+    fig, (ax, terms) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], color="#1f77b4", lw=1, label="train")
+    if val:
+        ax.plot([r["step"] for r in val], [r["loss"] for r in val], "o-", color="#d62728", ms=3, label="validation")
+    ax.set(xlabel="step", ylabel="triple contrastive loss", title="loss (Eq. 14)")
+    ax.legend(fontsize=8)
+    names = {"l12": "L(V1, V2) intra", "l13": "L(V1, V3) inter", "l23": "L(V2, V3)"}
+    for (key, label), colour in zip(names.items(), ("#2ca02c", "#9467bd", "#8c564b"), strict=True):
+        if val:
+            terms.plot([r["step"] for r in val], [r[key] for r in val], "o-", ms=3, color=colour, label=label)
+    terms.set(xlabel="step", ylabel="symmetric InfoNCE", title="validation loss terms")
+    terms.legend(fontsize=8)
+    fig.tight_layout()
+    path = epath.Path(path)  # the run directory may be a bucket (gs://)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return str(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,19 +122,29 @@ def read_tokens(store: Path, source: store_lib.Source) -> list[np.ndarray]:
 
 
 def dataset(
-    store: Path, out: Path, clips_per_video: int = 16, objects: int = 32, train_fraction: float = 0.8, shards: int = 4
+    store: Path,
+    out: Path,
+    clips_per_video: int = 16,
+    objects: int = 32,
+    train_fraction: float = 0.8,
+    shards: int = 4,
+    val_fraction: float = 0.0,
 ) -> str:
-    """Write the padded per-video TFRecord shards for train and test, reporting counts and drops."""
+    """Write the padded per-video TFRecord shards of every split, reporting counts and drops.
+
+    The vocabulary is copied next to the shards, so that the dataset directory is all training needs (on a TPU
+    pod it can be copied to a bucket alone).
+    """
     from input_pipeline import examples as ex
     from input_pipeline import write
 
     sources = store_lib.read_store(store)
     tokens = {s.source_id: read_tokens(store, s) for s in sources}
     config = ex.ExampleConfig.for_sources(sources, clips=clips_per_video, objects=objects)
-    info = write.prepare_store(store, out, config, shards, tokens, train_fraction)
+    info = write.prepare_store(store, out, config, shards, tokens, train_fraction, val_fraction)
+    shutil.copyfile(Path(store) / VOCAB_FILE, Path(out) / VOCAB_FILE)
     lines = [f"dataset {out} ({config.describe()}):"]
-    for split in ("train", "test"):
-        entry = info["splits"][split]
+    for split, entry in info["splits"].items():
         stats = entry.get("stats", {})
         lines.append(
             f"  {split}: {entry['num_examples']} videos in {len(entry['shards'])} shards; "
@@ -144,22 +155,24 @@ def dataset(
     return "\n".join(lines)
 
 
-def count_videos(sources: Sequence[store_lib.Source], clips_per_video: int, train_fraction: float) -> tuple[int, int]:
-    """(train, test) videos the sources make."""
+def count_videos(
+    sources: Sequence[store_lib.Source], clips_per_video: int, train_fraction: float, val_fraction: float = 0.0
+) -> dict[str, int]:
+    """Videos per split ("train", "val", "test") that the sources make."""
     from input_pipeline import examples as ex
 
-    videos, _ = ex.plan_videos(sources, clips_per_video, train_fraction)
-    n_train = sum(v.split == "train" for v in videos)
-    return n_train, len(videos) - n_train
+    videos, _ = ex.plan_videos(sources, clips_per_video, train_fraction, val_fraction)
+    return {split: sum(v.split == split for v in videos) for split in clips_lib.SPLITS}
 
 
 def info(store: Path, clips_per_video: int = 16, train_fraction: float = 0.8) -> str:
     sources = store_lib.read_store(store)
     parts = []
     for source in sources:
-        n_train, n_test = count_videos([source], clips_per_video, train_fraction)
+        counts = count_videos([source], clips_per_video, train_fraction)
         parts.append(
-            f"{describe_source(source)}\n  videos of n={clips_per_video} clips: {n_train} train, {n_test} test"
+            f"{describe_source(source)}\n  videos of n={clips_per_video} clips: {counts['train']} train, "
+            f"{counts['test']} test"
         )
     vocab_path = Path(store) / VOCAB_FILE
     if vocab_path.exists():
@@ -203,6 +216,7 @@ class DataOptions:
     objects: int = 32
     train_fraction: float = 0.8
     shards: int = 4
+    val_fraction: float = 0.1
 
 
 def demo(out: Path, clip_config: clips_lib.ClipConfig, options: DataOptions, fast: bool = True) -> str:
@@ -212,17 +226,17 @@ def demo(out: Path, clip_config: clips_lib.ClipConfig, options: DataOptions, fas
     steps = [
         ingest(None, {}, store, None, clip_config, fast),
         tokenize(store, o.cell, seconds, o.threshold, o.approximate),
-        dataset(store, out / "tfrecords", o.clips_per_video, o.objects, o.train_fraction, o.shards),
+        dataset(store, out / "tfrecords", o.clips_per_video, o.objects, o.train_fraction, o.shards, o.val_fraction),
     ]
     source = store_lib.read_store(store)[0]
     tokens = read_tokens(store, source)
-    n_train, n_test = count_videos([source], o.clips_per_video, o.train_fraction)
+    counts = count_videos([source], o.clips_per_video, o.train_fraction, o.val_fraction)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     png = plot_clips(source, tokens, o.cell, seconds, out / "plots" / "segment_matrices.png")
     summary = {
         "clips": source.num_clips,
-        "videos": n_train + n_test,
-        "train_videos": n_train,
+        "videos": sum(counts.values()),
+        "videos_per_split": counts,
         "segments": int(sum(len(t) for t in tokens)),
         "vocabulary_tokens": tok.Vocabulary.load(store / VOCAB_FILE).num_tokens,
         "drops": source.metadata["drops"],

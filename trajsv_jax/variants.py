@@ -115,12 +115,17 @@ def inter_clip(rng: jax.Array, batch: Batch, delta: jax.Array | float) -> Batch:
     return out
 
 
+def segment_matrices(batch: Batch, cell: float = 3.0) -> jax.Array:
+    """bool [B, n, m, C] occupied cells of every segment of the batch (padding samples left out). `cell` static."""
+    pos = jnp.where(batch["sample_mask"][..., None, None], batch["positions"], jnp.nan)
+    return tokenize.rasterize(pos, cell)
+
+
 def retokenize(batch: Batch, vocab_matrices: jax.Array, vocab_tokens: jax.Array, cell: float = 3.0) -> jax.Array:
     """int32 [B, n, m] tokens of the batch's segments: rasterized, then the nearest vocabulary entry (`assign_tokens`).
 
     0 where the segment mask is off or the segment is empty. Jit with `cell` static.
     """
-    pos = jnp.where(batch["sample_mask"][..., None, None], batch["positions"], jnp.nan)
-    matrices = tokenize.rasterize(pos, cell)  # [B, n, m, C]
+    matrices = segment_matrices(batch, cell)
     tokens = tokenize.assign_tokens(matrices.reshape(-1, matrices.shape[-1]), vocab_matrices, vocab_tokens)
     return jnp.where(batch["segment_mask"], tokens.reshape(batch["segment_mask"].shape), 0)

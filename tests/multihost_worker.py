@@ -1,0 +1,68 @@
+"""One process of the multi-process test (tests/test_train.py): train steps on one fixed global batch.
+
+  python tests/multihost_worker.py DATA_DIR STEPS [COORDINATOR NUM_PROCESSES PROCESS_ID]
+
+Every process reads the same first GLOBAL_BATCH training examples in file order and feeds only its own rows, so the
+global batch is the same whatever the process count. Process 0 prints the losses and a parameter checksum as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+GLOBAL_BATCH = 8
+
+
+def main() -> None:
+    data_dir, steps, *distributed = sys.argv[1:]
+    from trajsv_jax import sharding
+
+    if distributed:
+        coordinator, count, index = distributed
+        sharding.initialize_distributed(coordinator, int(count), int(index))
+    import jax
+    import numpy as np
+    import tensorflow as tf
+    from conftest import tiny_model_overrides
+
+    from input_pipeline import reader
+    from trajsv_jax import config as config_lib
+    from trajsv_jax import train
+    from trajsv_jax.models import TrajSV
+
+    config = config_lib.load_config("configs/demo.py", tiny_model_overrides(data_dir))
+    setup = train.make_setup(config)
+    mesh = sharding.make_mesh()
+    model, tx = TrajSV(setup.model), train.make_optimizer(config)
+    state = jax.jit(
+        lambda: train.init_state(model, tx, setup.example, setup.step, config.seed),
+        out_shardings=sharding.replicated(mesh),
+    )()
+    train_fn, _ = train.compile_steps(model, tx, setup.step, mesh, state)
+    vocab = train.replicate(tuple(np.asarray(x) for x in setup.vocab.device_arrays()), mesh)
+
+    files = reader.tfrecord_source(data_dir, "train", setup.example).files
+    serialized = next(iter(tf.data.TFRecordDataset(list(files)).batch(GLOBAL_BATCH)))
+    full = {k: v.numpy() for k, v in reader.parse_batch(serialized, setup.example).items()}
+    rows = GLOBAL_BATCH // jax.process_count()
+    lo = jax.process_index() * rows
+    batch = {
+        k: jax.make_array_from_process_local_data(
+            sharding.batch_sharding(mesh), v[lo : lo + rows].astype(np.int32 if v.dtype == np.int64 else v.dtype),
+            v.shape,
+        )
+        for k, v in full.items()
+    }  # fmt: skip
+    losses = []
+    for _ in range(int(steps)):
+        state, metrics = train_fn(state, batch, vocab)
+        losses.append(float(metrics["loss"]))
+    checksum = float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(state.params)))
+    if jax.process_index() == 0:
+        print(json.dumps({"devices": jax.device_count(), "processes": jax.process_count(), "losses": losses,
+                          "param_abs_sum": checksum}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
