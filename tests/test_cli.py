@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_model_overrides
 
 from trajsv_jax import cli, store
 from trajsv_jax.tokenize import Vocabulary
@@ -13,23 +14,32 @@ from trajsv_jax.tokenize import Vocabulary
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """The README's main job with a small model and 6 steps (configs/demo.py overridden), to keep the suite fast."""
     out = tmp_path_factory.mktemp("demo")
-    assert cli.main(["demo", "--out", str(out), "--shards", "2"]) == 0
+    overrides = [x for x in tiny_model_overrides(out / "tfrecords") if "data_dir" not in x]
+    assert cli.main(["demo", "--out", str(out), "--shards", "2", *overrides, "--config.max_steps=6"]) == 0
     return out
 
 
-def test_demo_writes_store_tokens_dataset_summary_and_picture(demo_run, bundled_source):
+def test_demo_writes_store_tokens_dataset_training_embeddings_and_pictures(demo_run, bundled_source):
     summary = json.loads((demo_run / "summary.json").read_text())
     assert summary["clips"] == bundled_source.num_clips
     assert summary["segments"] > 3000  # ~58 min of main camera in 1 s segments
-    assert summary["videos"] == summary["train_videos"] + 5 and summary["train_videos"] >= 15
+    split = summary["videos_per_split"]
+    assert summary["clips_per_video"] == 4 and summary["videos"] == sum(split.values()) > 85
+    assert split["train"] > 55 and split["val"] >= 8 and split["test"] >= 18
     assert summary["drops"]["off_pitch"] > 0  # SkillCorner tracks players beyond the lines: counted
+    assert summary["training"]["steps"] == 6 and np.isfinite(summary["training"]["best_val_loss"])
+    assert (demo_run / "train" / "plots" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    embedded = np.load(demo_run / "train" / "embeddings" / "test" / "videos.npy")
+    assert embedded.shape == (split["test"], 16)
+    np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, rtol=1e-5)
     vocab = Vocabulary.load(demo_run / "store" / "vocab.npz")
     assert summary["vocabulary_tokens"] == vocab.num_tokens > 100
     png = demo_run / "plots" / "segment_matrices.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
     info = json.loads((demo_run / "tfrecords" / "dataset_info.json").read_text())
-    assert info["splits"]["train"]["num_examples"] == summary["train_videos"]
+    assert info["splits"]["train"]["num_examples"] == split["train"]
     source = store.read_store(demo_run / "store")[0]
     np.testing.assert_array_equal(source.positions, bundled_source.positions)
 
@@ -37,7 +47,7 @@ def test_demo_writes_store_tokens_dataset_summary_and_picture(demo_run, bundled_
 def test_info_reports_the_store(demo_run, capsys):
     assert cli.main(["info", str(demo_run / "store")]) == 0
     out = capsys.readouterr().out
-    assert "skillcorner_2417" in out and "videos of n=16 clips" in out and "vocabulary:" in out
+    assert "skillcorner_2417" in out and "videos of n=16 clips: 19 train, 5 test" in out and "vocabulary:" in out
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 from conftest import tiny_model_overrides
@@ -128,7 +129,7 @@ def train_command(workdir: Path, data_dir: Path, steps: int) -> list[str]:
 
 def final_params(workdir: Path):
     mgr = checkpoints.manager(workdir / train.CHECKPOINT_DIR, read_only=True)
-    restored = mgr.restore(mgr.latest_step())
+    restored = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     return mgr.latest_step(), restored.state["params"]
 
 
@@ -155,9 +156,9 @@ def test_train_cli_writes_checkpoints_metrics_tensorboard_and_plot(demo_dataset,
 
 
 def test_sigkill_and_resume_ends_with_identical_parameters(demo_dataset, tmp_path):
-    steps = 24
+    steps = 15
     command = [sys.executable, "-m", "trajsv_jax.cli"]
-    env = worker_env(8)
+    env = worker_env(2)  # fewer virtual devices compile faster; the 8-device step is tested above
     whole = subprocess.run(
         [*command, *train_command(tmp_path / "whole", demo_dataset, steps)], env=env, cwd=REPO, capture_output=True
     )

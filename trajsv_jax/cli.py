@@ -20,6 +20,8 @@ examples:
   trajsv tokenize runs/skillcorner_2417/store     # vocabulary + token ids per clip, saved in the store
   trajsv dataset runs/skillcorner_2417/store --out runs/skillcorner_2417/tfrecords
   trajsv info runs/skillcorner_2417/store
+  trajsv train --config configs/demo.py --workdir runs/skillcorner_2417/train
+  trajsv embed --workdir runs/skillcorner_2417/train --split test
 Every subcommand has --help."""
 
 
@@ -38,9 +40,9 @@ def _token_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--approximate", action="store_true", help="MinHash-LSH vocabulary for millions of segments")
 
 
-def _dataset_args(p: argparse.ArgumentParser) -> None:
+def _dataset_args(p: argparse.ArgumentParser, clips_per_video: int = 16, note: str = "") -> None:
     g = p.add_argument_group("dataset")
-    g.add_argument("--clips-per-video", type=int, default=16, help="n: clips per video (paper: 16)")
+    g.add_argument("--clips-per-video", type=int, default=clips_per_video, help=f"n: clips per video (paper: 16{note})")
     g.add_argument("--objects", type=int, default=32, help="K: objects kept per clip in the padded examples")
     g.add_argument("--train-fraction", type=float, default=0.8, help="first fraction of each source's time: train")
     g.add_argument(
@@ -50,7 +52,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trajsv_jax import ingest
+    from trajsv_jax import ingest, prepare
 
     parser = argparse.ArgumentParser(
         prog="trajsv",
@@ -62,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="run the main job on the bundled real match",
+        help="run the main job on the bundled real match: ingest, tokenize, dataset, train, embed",
         description="Ingest the real SkillCorner match shipped in kloppy's wheel, tokenize it, write the tf.data "
-        "shards, print a summary and save a picture of a few clips' segment matrices on the pitch.",
+        "shards, train TrajSV with configs/demo.py (a few minutes on 2 CPU cores), embed the test videos, and save "
+        "pictures: a few clips' segment matrices on the pitch and the loss curve. Training-config overrides "
+        "(--config.KEY=VALUE) pass through, e.g. --config.num_epochs=10.",
     )
     p.add_argument("--out", type=Path, default=DEFAULT_RUN, help=f"run directory (default {DEFAULT_RUN})")
     p.add_argument(
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _clip_args(p)
     _token_args(p)
-    _dataset_args(p)
+    _dataset_args(p, prepare.DataOptions.clips_per_video, "; one match makes 24 such videos, so the demo uses 4")
 
     providers = "\n".join(f"  {name:<16} {spec.help}" for name, spec in ingest.PROVIDERS.items())
     p = sub.add_parser(
@@ -122,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--coordinator", default=os.environ.get("TRAJSV_COORDINATOR"), help="HOST:PORT of process 0")
     g.add_argument("--num-processes", type=int, default=_env_int("TRAJSV_NUM_PROCESSES"), help="processes in all")
     g.add_argument("--process-id", type=int, default=_env_int("TRAJSV_PROCESS_ID"), help="this process, 0..N-1")
+
+    p = sub.add_parser(
+        "embed",
+        help="video and clip vectors of a dataset split from a trained run",
+        description="Embed every video of a split with a run's checkpoint: videos.npy (unit-norm v), video_ids.npy, "
+        "clips.npy (clip vectors c = [t, y]), clip_index.npy (video_id, slot, source_index, clip_id) and index.json.",
+    )
+    p.add_argument("--workdir", default=str(DEFAULT_RUN / "train"), help="the training run directory")
+    p.add_argument("--data", default=None, help="dataset directory (default: the one the run was trained on)")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--checkpoint", default="best", help="best (lowest validation loss), latest, or a step number")
+    p.add_argument("--out", default=None, help="output directory (default WORKDIR/embeddings/SPLIT)")
+    p.add_argument("--batch-size", type=int, default=64, help="videos per batch (rounded up to the device count)")
     return parser
 
 
@@ -183,6 +200,12 @@ def run(a: argparse.Namespace, overrides: list[str]) -> None:
 
     if a.command == "train":
         train(a, overrides)
+    elif a.command == "embed":
+        from trajsv_jax import embed
+
+        out = a.out or f"{a.workdir.rstrip('/')}/embeddings/{a.split}"
+        checkpoint = int(a.checkpoint) if a.checkpoint.isdigit() else a.checkpoint
+        print(embed.report(embed.embed(a.workdir, out, a.data, a.split, checkpoint, a.batch_size)))
     elif a.command == "ingest":
         pitch_size = {"pitch_length": a.pitch_length, "pitch_width": a.pitch_width}
         files = _parse_files(a.files)
@@ -195,17 +218,19 @@ def run(a: argparse.Namespace, overrides: list[str]) -> None:
     elif a.command == "info":
         print(prepare.info(a.store))
     elif a.command == "demo":
+        from trajsv_jax import demo
+
         options = prepare.DataOptions(
             a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
         )
-        print(prepare.demo(a.out, _clip_config(a), options, fast=not a.kloppy))
+        print(demo.run(a.out, _clip_config(a), options, fast=not a.kloppy, overrides=overrides))
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    overrides = [x for x in extra if x.startswith("--config.")] if args.command == "train" else []
+    overrides = [x for x in extra if x.startswith("--config.")] if args.command in ("train", "demo") else []
     if len(overrides) != len(extra):
         parser.error(f"unrecognized arguments: {' '.join(x for x in extra if x not in overrides)}")
     t0 = time.perf_counter()

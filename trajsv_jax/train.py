@@ -224,7 +224,7 @@ class Setup:
     model: TrajSVConfig
     step: StepConfig
     vocab: tokenize.Vocabulary
-    data_info: dict
+    data_dir: str
 
     def describe(self) -> str:
         m = self.model
@@ -261,7 +261,7 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
             f"{example.visual_dim}. Use -1 (automatic), 0 (trajectory-only) or {example.visual_dim}."
         )
     model = TrajSVConfig(segments=example.segments_per_clip, **fields)
-    return Setup(example, model, StepConfig.from_config(config, model, vocab.cell), vocab, info)
+    return Setup(example, model, StepConfig.from_config(config, model, vocab.cell), vocab, config.data_dir)
 
 
 def validation_batch(config: ml_collections.ConfigDict, mesh: Mesh, example: examples_lib.ExampleConfig) -> int:
@@ -287,6 +287,7 @@ def total_steps(config: ml_collections.ConfigDict, batches_per_epoch: int) -> in
 
 def check_resume(config: ml_collections.ConfigDict, run_file: epath.Path) -> None:
     """UserError if the config differs from the checkpointed run's in anything but `RESUMABLE_CHANGES`."""
+
     def flat(tree: dict, prefix: str = "") -> dict:
         out = {}
         for key, value in tree.items():
