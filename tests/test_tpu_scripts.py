@@ -196,7 +196,7 @@ def test_prepare_data_on_workers_uses_enough_shards(stub_env):
     describe, ssh = _calls(stub_env)
     assert describe.startswith("compute tpus tpu-vm describe trajsv-tpu --zone z-1")
     assert "--worker=all" in ssh
-    assert "trajsv demo --out runs/tpu_demo --shards 8" in ssh
+    assert "trajsv demo --data-only --out runs/tpu_demo --shards 8" in ssh
     too_few = _run("prepare_data.sh", env={**stub_env, "FAKE_WORKERS": "8", "SHARDS": "4"})
     _one_line_error(too_few, "prepare_data.sh", "SHARDS=4", "8 workers")
 

@@ -9,7 +9,7 @@
 #                      step is deterministic, so every worker writes identical files; each worker
 #                      prints a digest of them to compare.
 #     SHARDS           shards per split                  (default: the worker count, at least 4)
-#     RUN_DIR          run directory of `trajsv demo`, DATA_DIR is RUN_DIR/tfrecords
+#     RUN_DIR          run directory of `trajsv demo --data-only`, DATA_DIR is RUN_DIR/tfrecords
 #                                                                    (default: runs/tpu_demo)
 #     DATA_STEP        your own data step instead of the bundled demo match, run in REMOTE_DIR
 #                      on every worker (the raw files must be there too), e.g.
@@ -23,7 +23,7 @@
 #
 # Examples:
 #   tpu_scripts/prepare_data.sh                      # bundled match on every worker -> runs/tpu_demo/tfrecords
-#   trajsv demo --out runs/demo --shards 8
+#   trajsv demo --data-only --out runs/demo --shards 8
 #   LOCAL_DATA_DIR=runs/demo/tfrecords DATA_GCS=gs://my-bucket/trajsv/data tpu_scripts/prepare_data.sh gcs
 
 set -euo pipefail
@@ -72,7 +72,7 @@ if [[ -n ${DATA_STEP:-} ]]; then
 else
   RUN_DIR=${RUN_DIR:-runs/tpu_demo}
   DATA_DIR=$RUN_DIR/tfrecords
-  step="trajsv demo --out $(q "$RUN_DIR") --shards $SHARDS"
+  step="trajsv demo --data-only --out $(q "$RUN_DIR") --shards $SHARDS"
 fi
 data=$(q "$DATA_DIR")
 tpu_ssh all "$(remote_prelude)$step; cd $data; \

@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kloppy", action="store_true", help="read through kloppy instead of the fast reader (~14 s vs ~2 s)"
     )
+    p.add_argument("--data-only", action="store_true", help="stop after the dataset: no training, no embedding")
     _clip_args(p)
     _token_args(p)
     _dataset_args(p, prepare.DataOptions.clips_per_video, "; one match makes 24 such videos, so the demo uses 4")
@@ -223,7 +224,7 @@ def run(a: argparse.Namespace, overrides: list[str]) -> None:
         options = prepare.DataOptions(
             a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
         )
-        print(demo.run(a.out, _clip_config(a), options, fast=not a.kloppy, overrides=overrides))
+        print(demo.run(a.out, _clip_config(a), options, not a.kloppy, overrides, train=not a.data_only))
 
 
 def main(argv: list[str] | None = None) -> int:
