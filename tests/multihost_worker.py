@@ -29,18 +29,11 @@ def main() -> None:
     from input_pipeline import reader
     from trajsv_jax import config as config_lib
     from trajsv_jax import train
-    from trajsv_jax.models import TrajSV
 
     config = config_lib.load_config("configs/demo.py", tiny_model_overrides(data_dir))
     setup = train.make_setup(config)
     mesh = sharding.make_mesh()
-    model, tx = TrajSV(setup.model), train.make_optimizer(config)
-    state = jax.jit(
-        lambda: train.init_state(model, tx, setup.example, setup.step, config.seed),
-        out_shardings=sharding.replicated(mesh),
-    )()
-    train_fn, _ = train.compile_steps(model, tx, setup.step, mesh, state)
-    vocab = train.replicate(tuple(np.asarray(x) for x in setup.vocab.device_arrays()), mesh)
+    state, train_fn, _, vocab = train.start(config, setup, mesh)
 
     files = reader.tfrecord_source(data_dir, "train", setup.example).files
     serialized = next(iter(tf.data.TFRecordDataset(list(files)).batch(GLOBAL_BATCH)))

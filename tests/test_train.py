@@ -22,7 +22,6 @@ from input_pipeline import reader
 from trajsv_jax import checkpoints, cli, sharding, train
 from trajsv_jax import config as config_lib
 from trajsv_jax.errors import UserError
-from trajsv_jax.models import TrajSV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,13 +48,7 @@ def first_batch(data_dir: Path, example, size: int) -> dict[str, np.ndarray]:
 
 def two_steps(config, setup, batch: dict, devices: int):
     mesh = sharding.make_mesh(devices)
-    model, tx = TrajSV(setup.model), train.make_optimizer(config)
-    state = jax.jit(
-        lambda: train.init_state(model, tx, setup.example, setup.step, config.seed),
-        out_shardings=sharding.replicated(mesh),
-    )()
-    train_fn, eval_fn = train.compile_steps(model, tx, setup.step, mesh, state)
-    vocab = train.replicate(tuple(np.asarray(x) for x in setup.vocab.device_arrays()), mesh)
+    state, train_fn, eval_fn, vocab = train.start(config, setup, mesh)
     batch = jax.device_put(batch, sharding.batch_sharding(mesh))
     assert batch["positions"].sharding.shard_shape(batch["positions"].shape)[0] == len(batch["clip_mask"]) // devices
     out = []

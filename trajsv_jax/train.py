@@ -202,6 +202,20 @@ def compile_steps(
     return train, evaluate
 
 
+def start(
+    config: ml_collections.ConfigDict, setup: Setup, mesh: Mesh
+) -> tuple[TrainState, Callable, Callable, tuple[jax.Array, jax.Array]]:
+    """The initial state (replicated), the jitted (train_step, eval_step) and the replicated vocabulary arrays."""
+    model, tx = TrajSV(setup.model), make_optimizer(config)
+    state = jax.jit(
+        functools.partial(init_state, model, tx, setup.example, setup.step, config.seed),
+        out_shardings=sharding.replicated(mesh),
+    )()
+    train_fn, eval_fn = compile_steps(model, tx, setup.step, mesh, state)
+    vocab = replicate(tuple(np.asarray(x) for x in setup.vocab.device_arrays()), mesh)
+    return state, train_fn, eval_fn, vocab
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Host values (the same on every host) → arrays replicated over the mesh."""
     replicated = sharding.replicated(mesh)
@@ -332,17 +346,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     lead = jax.process_index() == 0
     setup = make_setup(config)
     mesh = sharding.make_mesh(config.mesh.data or None, config.mesh.model)
-    model, tx = TrajSV(setup.model), make_optimizer(config)
     batches = reader.make_iterator(
         config.data_dir, config.train_split, config.batch_size, mesh, config.seed, setup.example,
         shuffle_buffer=config.shuffle_buffer,
     )  # fmt: skip
-    state = jax.jit(
-        functools.partial(init_state, model, tx, setup.example, setup.step, config.seed),
-        out_shardings=sharding.replicated(mesh),
-    )()
-    train_fn, eval_fn = compile_steps(model, tx, setup.step, mesh, state)
-    vocab = replicate(tuple(np.asarray(x) for x in setup.vocab.device_arrays()), mesh)
+    state, train_fn, eval_fn, vocab = start(config, setup, mesh)
     evaluate = Evaluator(config, setup, mesh, eval_fn, vocab) if config.val_split else None
     if lead:
         print(setup.describe(), flush=True)
