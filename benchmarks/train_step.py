@@ -363,6 +363,7 @@ def worker(args) -> dict:
         "videos_per_s_per_device": round(result["videos_per_s"] / devices, 2),
         "compile_s": result["compile_s"],
         "steps_timed": result["steps_timed"],
+        "cpu_per_wall": result["cpu_per_wall"],
     }
 
 

@@ -518,13 +518,14 @@ class Vocabulary:
 
 @functools.partial(jax.jit, static_argnames="block")
 def assign_tokens(
-    matrices: jax.Array, vocab_matrices: jax.Array, vocab_tokens: jax.Array, block: int = 4096
+    matrices: jax.Array, vocab_matrices: jax.Array, vocab_tokens: jax.Array, block: int = 512
 ) -> jax.Array:
     """bool [N, C] segments → int32 [N] token of the most similar vocabulary entry (Jaccard, first on ties); 0 = empty.
 
     For training-time variants (augmented or unseen clips): never grows the vocabulary, so a segment that is not in
     it gets the token of its nearest entry, however far (the reference would open a new token when the best rounded
-    Jaccard is ≤ threshold). An in-vocabulary segment gets its own token. Scans the vocabulary in blocks of `block`.
+    Jaccard is ≤ threshold). An in-vocabulary segment gets its own token. Scans the vocabulary in blocks of `block`
+    (512 entries measured fastest on a 2-core CPU: 345 ms vs 527 ms at 4096 for 8,192 segments x 3,464 entries).
     """
     x = matrices.astype(jnp.float32)
     size = x.sum(1)
