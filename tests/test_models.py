@@ -215,3 +215,17 @@ def test_matches_torch_peer_numerically():
     params = peer_params({k: v.numpy() for k, v in peer.state_dict().items()})
     got = jax.jit(TrajSV(TrajSVConfig(vocab_size=512)).apply)({"params": params}, batch)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_hashed_dropout_keeps_one_minus_rate_and_depends_on_the_key():
+    from trajsv_jax.models.dropout import Dropout, keep_mask
+
+    key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+    a, b = np.asarray(keep_mask(key_a, (1000, 1000), 0.3)), np.asarray(keep_mask(key_b, (1000, 1000), 0.3))
+    assert abs(a.mean() - 0.7) < 0.002 and abs(b.mean() - 0.7) < 0.002  # 1e6 draws: sd 4.6e-4
+    assert abs((a & b).mean() - 0.49) < 0.002  # two keys: independent masks
+    assert abs((a[:, 1:] & a[:, :-1]).mean() - 0.49) < 0.002  # neighbours independent
+    x = jnp.ones((256, 512))
+    y = Dropout(0.3).apply({}, x, deterministic=False, rngs={"dropout": key_a})
+    np.testing.assert_allclose(np.unique(np.asarray(y)), [0.0, 1 / 0.7], rtol=1e-6)
+    np.testing.assert_array_equal(Dropout(0.3).apply({}, x, deterministic=True), x)

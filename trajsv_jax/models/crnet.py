@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from trajsv_jax.models.attention import keep_first_key_open, torch_dense
+from trajsv_jax.models.dropout import Dropout
 
 _LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
 
@@ -47,10 +48,10 @@ class EncoderLayer(nn.Module):
         )
         h = attn(x, mask=key_mask[:, None, None, :], deterministic=deterministic)
         norm = {"epsilon": _LN_EPS, "dtype": self.dtype, "param_dtype": jnp.float32}
-        x = nn.LayerNorm(**norm, name="norm1")(x + nn.Dropout(self.dropout)(h, deterministic))
+        x = nn.LayerNorm(**norm, name="norm1")(x + Dropout(self.dropout)(h, deterministic))
         h = jax.nn.relu(torch_dense(self.ffn, d, self.dtype, name="linear1")(x))
-        h = torch_dense(d, self.ffn, self.dtype, name="linear2")(nn.Dropout(self.dropout)(h, deterministic))
-        return nn.LayerNorm(**norm, name="norm2")(x + nn.Dropout(self.dropout)(h, deterministic))
+        h = torch_dense(d, self.ffn, self.dtype, name="linear2")(Dropout(self.dropout)(h, deterministic))
+        return nn.LayerNorm(**norm, name="norm2")(x + Dropout(self.dropout)(h, deterministic))
 
 
 class CRNet(nn.Module):
@@ -98,7 +99,7 @@ class CRNet(nn.Module):
         m = segment_mask.shape[-1]
         pos = self.param("pos", nn.initializers.normal(0.02), (self.segments, self.d_model), jnp.float32)
         x = self.embed(segments) + pos[:m].astype(self.dtype)
-        x = nn.Dropout(self.dropout_pos)(x, deterministic)
+        x = Dropout(self.dropout_pos)(x, deterministic)
         open_keys = keep_first_key_open(segment_mask)
         for i in range(self.layers):
             layer = EncoderLayer(self.d_model, self.heads, self.ffn, self.dropout_attn, self.dtype, name=f"layer{i}")
