@@ -148,6 +148,12 @@ def test_train_cli_writes_checkpoints_metrics_tensorboard_and_plot(demo_dataset,
     assert "different config (loss.tau changed)" in capsys.readouterr().err
 
 
+def committed_steps(workdir: Path) -> list[int]:
+    """Steps of the finished checkpoints (orbax renames a checkpoint's temporary folder to STEP when it is done)."""
+    done = workdir.glob("checkpoints/*/commit_success.txt")
+    return sorted(int(p.parent.name) for p in done if p.parent.name.isdigit())
+
+
 def test_sigkill_and_resume_ends_with_identical_parameters(demo_dataset, tmp_path):
     steps = 15
     command = [sys.executable, "-m", "trajsv_jax.cli"]
@@ -159,13 +165,13 @@ def test_sigkill_and_resume_ends_with_identical_parameters(demo_dataset, tmp_pat
     killed_dir = tmp_path / "killed"
     run = subprocess.Popen([*command, *train_command(killed_dir, demo_dataset, steps)], env=env, cwd=REPO)
     deadline = time.monotonic() + 600
-    while not list(killed_dir.glob("checkpoints/*/commit_success.txt")) and run.poll() is None:
+    while not committed_steps(killed_dir) and run.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     assert run.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    saved = sorted(int(p.parent.name) for p in killed_dir.glob("checkpoints/*/commit_success.txt"))
+    saved = committed_steps(killed_dir)  # a kill mid-save leaves a STEP.orbax-checkpoint-tmp* folder: ignored
     assert saved and saved[-1] < steps
     resumed = subprocess.run(
         [*command, *train_command(killed_dir, demo_dataset, steps)], env=env, cwd=REPO, capture_output=True, text=True
