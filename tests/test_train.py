@@ -126,8 +126,9 @@ def final_params(workdir: Path):
     return mgr.latest_step(), restored.state["params"]
 
 
-def test_train_cli_writes_checkpoints_metrics_tensorboard_and_plot(demo_dataset, tmp_path, capsys):
-    workdir = tmp_path / "run"
+def test_train_cli_writes_checkpoints_metrics_tensorboard_and_plot(demo_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative workdir (orbax itself needs absolute paths), configs/ from the package
+    workdir = Path("run")
     assert cli.main(train_command(workdir, demo_dataset, 6)) == 0
     out = capsys.readouterr().out
     assert "trained 6 steps" in out and "validation loss" in out

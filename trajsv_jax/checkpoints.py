@@ -30,7 +30,8 @@ def manager(directory: str | os.PathLike, keep: int = 2, read_only: bool = False
         ]
     )
     options = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only, read_only=read_only)
-    return ocp.CheckpointManager(epath.Path(directory), options=options, item_names=ITEMS)
+    path = str(directory) if "://" in str(directory) else os.path.abspath(directory)  # orbax wants absolute paths
+    return ocp.CheckpointManager(epath.Path(path), options=options, item_names=ITEMS)
 
 
 def save(mgr: ocp.CheckpointManager, state: Any, data: dict, progress: dict, val_loss: float | None = None) -> None:
