@@ -102,14 +102,10 @@ def prepare_data(root: Path) -> Path:
 
 def train_examples(data_dir: Path, example) -> dict[str, np.ndarray]:
     """Every example of the train split, as numpy (int64 fields as int32, as JAX without x64 takes them)."""
-    import tensorflow as tf
-
     from input_pipeline import reader
 
-    files = reader.tfrecord_source(data_dir, "train", example).files
-    serialized = tf.concat(list(tf.data.TFRecordDataset(list(files)).batch(1024)), 0)
-    batch = {k: v.numpy() for k, v in reader.parse_batch(serialized, example).items()}
-    return {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in batch.items()}
+    batches = list(reader.ordered_batches(reader.tfrecord_source(data_dir, "train", example), example, 1024))
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 def make_batch(examples: dict[str, np.ndarray], size: int, visual_dim: int, seed: int = 0) -> dict[str, np.ndarray]:

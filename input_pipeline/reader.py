@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -94,6 +94,28 @@ def parse_batch(serialized: tf.Tensor, config: examples_lib.ExampleConfig) -> di
     }
 
 
+def as_jax_dtypes(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """int64 fields narrowed to int32 when JAX runs without x64 (it would narrow them anyway; they fit by design)."""
+    if jax.config.jax_enable_x64:
+        return batch
+    return {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in batch.items()}
+
+
+def ordered_batches(
+    source: RecordSource, config: examples_lib.ExampleConfig, batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every record of a split once, in file order, as numpy batches of `batch_size` (the last one may be shorter),
+    with `as_jax_dtypes`. For embedding and evaluation on one host, where no example may be left out."""
+    dataset = tf.data.TFRecordDataset(list(source.files)).batch(batch_size).prefetch(2)
+    for serialized in dataset:
+        yield as_jax_dtypes({k: v.numpy() for k, v in parse_batch(serialized, config).items()})
+
+
+def smallest_host_share(source: RecordSource, process_count: int) -> int:
+    """Examples of the host with the fewest when each takes every `process_count`-th shard."""
+    return min(sum(source.shard_lengths[p::process_count]) for p in range(process_count))
+
+
 def host_share(source: RecordSource, process_index: int, process_count: int, local_batch: int) -> tuple[tuple, int]:
     """This host's files and the batches per epoch every host takes (the smallest host's share decides)."""
     if len(source.files) < process_count:
@@ -101,7 +123,7 @@ def host_share(source: RecordSource, process_index: int, process_count: int, loc
             f"{source.where}: {len(source.files)} shards for {process_count} processes; process {process_index} gets "
             f"none. Re-write the split with at least {process_count} shards."
         )
-    smallest = min(sum(source.shard_lengths[p::process_count]) for p in range(process_count))
+    smallest = smallest_host_share(source, process_count)
     if smallest < local_batch:
         raise UserError(
             f"{source.where}: the smallest host share has {smallest} examples, fewer than one per-host batch of "
@@ -182,8 +204,7 @@ class BatchIterator:
         self.batch += 1
         if self.batch == self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
-        if not jax.config.jax_enable_x64:  # JAX would narrow the int64 ids anyway: do it visibly (they fit by design)
-            local = {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in local.items()}
+        local = as_jax_dtypes(local)
         return {
             name: jax.make_array_from_process_local_data(self.sharding, value, (self.global_batch, *value.shape[1:]))
             for name, value in local.items()

@@ -23,7 +23,6 @@ def main() -> None:
         sharding.initialize_distributed(coordinator, int(count), int(index))
     import jax
     import numpy as np
-    import tensorflow as tf
     from conftest import tiny_model_overrides
 
     from input_pipeline import reader
@@ -35,15 +34,13 @@ def main() -> None:
     mesh = sharding.make_mesh()
     state, train_fn, _, vocab = train.start(config, setup, mesh)
 
-    files = reader.tfrecord_source(data_dir, "train", setup.example).files
-    serialized = next(iter(tf.data.TFRecordDataset(list(files)).batch(GLOBAL_BATCH)))
-    full = {k: v.numpy() for k, v in reader.parse_batch(serialized, setup.example).items()}
+    source = reader.tfrecord_source(data_dir, "train", setup.example)
+    full = next(reader.ordered_batches(source, setup.example, GLOBAL_BATCH))
     rows = GLOBAL_BATCH // jax.process_count()
     lo = jax.process_index() * rows
     batch = {
         k: jax.make_array_from_process_local_data(
-            sharding.batch_sharding(mesh), v[lo : lo + rows].astype(np.int32 if v.dtype == np.int64 else v.dtype),
-            v.shape,
+            sharding.batch_sharding(mesh), v[lo : lo + rows], v.shape
         )
         for k, v in full.items()
     }  # fmt: skip

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import tiny_model_overrides
 
-from trajsv_jax import cli, store
+from trajsv_jax import cli, embed, store
 from trajsv_jax.tokenize import Vocabulary
 
 
@@ -31,9 +31,9 @@ def test_demo_writes_store_tokens_dataset_training_embeddings_and_pictures(demo_
     assert summary["drops"]["off_pitch"] > 0  # SkillCorner tracks players beyond the lines: counted
     assert summary["training"]["steps"] == 6 and np.isfinite(summary["training"]["best_val_loss"])
     assert (demo_run / "train" / "plots" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    embedded = np.load(demo_run / "train" / "embeddings" / "test" / "videos.npy")
-    assert embedded.shape == (split["test"], 16)
-    np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, rtol=1e-5)
+    embedded = embed.read_embeddings(demo_run / "train" / "embeddings" / "test")
+    assert embedded["videos"].shape == (split["test"], 16) == (embedded["index"]["videos"], 16)
+    np.testing.assert_allclose(np.linalg.norm(embedded["videos"], axis=1), 1.0, rtol=1e-5)
     vocab = Vocabulary.load(demo_run / "store" / "vocab.npz")
     assert summary["vocabulary_tokens"] == vocab.num_tokens > 100
     png = demo_run / "plots" / "segment_matrices.png"

@@ -15,7 +15,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow as tf
 from conftest import tiny_model_overrides
 
 from input_pipeline import reader
@@ -40,10 +39,7 @@ def test_config_overrides_keep_types_and_fail_loudly():
 
 
 def first_batch(data_dir: Path, example, size: int) -> dict[str, np.ndarray]:
-    files = reader.tfrecord_source(data_dir, "train", example).files
-    serialized = next(iter(tf.data.TFRecordDataset(list(files)).batch(size)))
-    batch = {k: v.numpy() for k, v in reader.parse_batch(serialized, example).items()}
-    return {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in batch.items()}
+    return next(reader.ordered_batches(reader.tfrecord_source(data_dir, "train", example), example, size))
 
 
 def two_steps(config, setup, batch: dict, devices: int):

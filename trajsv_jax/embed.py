@@ -24,7 +24,6 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import tensorflow as tf
 from etils import epath
 from tqdm import tqdm
 
@@ -65,13 +64,10 @@ def local_batches(data_dir: str | os.PathLike, split: str, setup: train.Setup, b
     """(numpy batch of `batch_size`, number of real rows) over the whole split in file order; padding rows are
     all-padding examples (clip_mask False)."""
     source = reader.tfrecord_source(data_dir, split, setup.example)
-    dataset = tf.data.TFRecordDataset(list(source.files)).batch(batch_size).prefetch(2)
-    for serialized in dataset:
-        batch = {k: v.numpy() for k, v in reader.parse_batch(serialized, setup.example).items()}
+    for batch in reader.ordered_batches(source, setup.example, batch_size):
         rows = len(batch["clip_mask"])
         pad = batch_size - rows
-        batch = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) if pad else v for k, v in batch.items()}
-        yield {k: v.astype(np.int32) if v.dtype == np.int64 else v for k, v in batch.items()}, rows
+        yield {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}, rows
 
 
 def embed(

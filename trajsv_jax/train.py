@@ -283,8 +283,7 @@ def validation_batch(config: ml_collections.ConfigDict, mesh: Mesh, example: exa
     source = reader.tfrecord_source(config.data_dir, config.val_split, example)
     count = jax.process_count()
     unit = int(np.lcm(count, mesh.shape["data"]))
-    smallest = min(sum(source.shard_lengths[p::count]) for p in range(count))
-    batch = min(config.eval_batch_size, smallest * count) // unit * unit
+    batch = min(config.eval_batch_size, reader.smallest_host_share(source, count) * count) // unit * unit
     if batch == 0:
         raise UserError(
             f"{source.where}: {sum(source.shard_lengths)} videos cannot make one evaluation batch over {count} "
