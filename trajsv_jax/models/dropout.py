@@ -2,9 +2,9 @@
 
 Same semantics as `flax.linen.Dropout` (keep each element with probability 1 − rate, scale kept ones by
 1 / (1 − rate)), same "dropout" rng stream, but the mask is `hash(index, key) ≥ rate · 2³²`: a few integer
-multiplies and shifts per element that XLA fuses into the consumer. On CPU, threefry's bits for CRNet's dropout cost
-about a quarter of a training step. The mask depends only on the key and the element's position in the global
-array, so it is the same however the batch is sharded.
+multiplies and shifts per element that XLA fuses into the consumer, where threefry needs dozens of rounds. The mask
+depends only on the key and the element's position in the global array, so it is the same however the batch is
+sharded.
 """
 
 from __future__ import annotations
