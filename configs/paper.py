@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train_split = "train"
     config.val_split = "val"  # early stopping never looks at "test"
     config.seed = 0
+    config.init_from = ""  # a training run directory: start from its best parameters (fine-tuning)
 
     config.batch_size = 128  # global, over all devices and hosts
     config.eval_batch_size = 128  # lowered to what the validation split holds
@@ -46,6 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
             "vrnet_heads": 2,
             "out_dim": 128,
             "embedding": "tokens",  # or "matrices": a linear embedding of the 35 x 23 grid itself
+            "clip_encoder": "transformer",  # CRNet; Table V ablations: "lstm" / "bilstm" (`layers` layers of d_model)
+            "video_encoder": "vrnet",  # VRNet; Table V ablations: "mean" (v = mean of c) / "mlp" (mean, 2-layer MLP)
             "dtype": "float32",  # "bfloat16" on accelerators; parameters stay float32
         }
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -70,3 +71,47 @@ def test_dataset_before_tokenize_says_what_to_run(tmp_path, bundled_source, caps
     store.write_source(tmp_path / "s", bundled_source)
     assert cli.main(["dataset", str(tmp_path / "s"), "--out", str(tmp_path / "d")]) == 2
     assert "Run `trajsv tokenize" in capsys.readouterr().err
+
+
+def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_path):
+    from trajsv_jax import ingest
+
+    embeddings = demo_run / "train" / "embeddings" / "test"
+    assert cli.main(["index", "--embeddings", str(embeddings)]) == 0
+    assert "indexed 19 video vectors (16-d)" in capsys.readouterr().out
+    vectors = embed.read_embeddings(embeddings)
+    ids, videos = vectors["video_ids"], vectors["videos"]
+    png = tmp_path / "matches.png"
+    argv = ["search", "--index", str(embeddings / "index"), "--video-id", str(ids[3]), "-k", "3", "--plot", str(png)]
+    assert cli.main(argv) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"  video {ids[3]}:"))
+    hits = [(int(i), float(s)) for i, s in re.findall(r"(\d+) \(([-0-9.]+)\)", line)]
+    assert len(hits) == 3 and ids[3] not in [i for i, _ in hits]
+    expected = videos @ videos[3]
+    expected[3] = -np.inf  # the query itself is left out
+    assert [i for i, _ in hits] == ids[np.argsort(-expected)[:3]].tolist()  # re-embedded query = stored vector
+    np.testing.assert_allclose([s for _, s in hits], np.sort(expected)[::-1][:3], atol=1e-3)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    pff = ingest.bundled_skillcorner_files()[0].parent
+    files = [f"raw_data={pff / 'pff_10517.jsonl'}", f"meta_data={pff / 'pff_metadata_10517.json'}"]
+    files.append(f"roster_data={pff / 'pff_rosters_10517.json'}")
+    assert cli.main(["search", "--index", str(embeddings / "index"), "--tracking", "pff", *files, "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = re.findall(r"^  video \d+: .*$", out, re.M)
+    assert "source pff_10517" in out and len(lines) >= 2 and all(x.count("(") == 2 for x in lines)
+
+    out_dir = tmp_path / "retrieval"
+    argv = ["evaluate", "retrieval", "--workdir", str(demo_run / "train"), "--deltas", "0.5,0.6", "--out", str(out_dir)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "database 19 videos" in out and re.search(r"^  0\.6 +[01]\.\d{3} +[01]\.\d{3}", out, re.M)
+    result = json.loads((out_dir / "retrieval.json").read_text())
+    assert [r["delta"] for r in result["results"]] == [0.5, 0.6] and result["database_size"] == 19
+    assert (out_dir / "retrieval.png").read_bytes()[:4] == b"\x89PNG" and "| trajsv |" in (
+        out_dir / "retrieval.md"
+    ).read_text()
+
+    assert cli.main(["search", "--index", str(embeddings / "index"), "--video-id", "999999"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "video id 999999: not in" in err and "\n" not in err

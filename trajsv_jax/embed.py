@@ -12,11 +12,13 @@ Streams every example of the split once, in file order (the last batch padded an
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +27,18 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.sharding import Mesh
 from tqdm import tqdm
 
+from input_pipeline import examples as examples_lib
 from input_pipeline import reader
 from input_pipeline import write as write_lib
-from trajsv_jax import checkpoints, prepare, sharding, train
+from trajsv_jax import checkpoints, prepare, sharding, tokenize, train
 from trajsv_jax.errors import UserError
 from trajsv_jax.models import TrajSV
 
 CLIP_COLUMNS = ("video_id", "slot", "source_index", "clip_id")
+Batch = dict[str, jax.Array]
 
 
 def vocab_digest(data_dir: str | os.PathLike) -> str:
@@ -42,12 +47,9 @@ def vocab_digest(data_dir: str | os.PathLike) -> str:
 
 
 def load_trained(workdir: str | os.PathLike, which: str | int = "best") -> tuple[train.Setup, Any, int]:
-    """(setup, params, step) of checkpoint `which` ("best", "latest" or a step) of a training run directory."""
+    """(setup, params, step) of checkpoint `which` ("best", "latest" or a step) of a TrajSV training run."""
     workdir = epath.Path(workdir)
-    run_file = workdir / train.RUN_FILE
-    if not run_file.exists():
-        raise UserError(f"{workdir}: not a training run (no {train.RUN_FILE}). Train with `trajsv train --workdir`.")
-    config = ml_collections.ConfigDict(json.loads(run_file.read_text())["config"])
+    config = run_config(workdir)
     setup = train.make_setup(config)
     mgr = checkpoints.manager(workdir / train.CHECKPOINT_DIR, read_only=True)
     step = checkpoints.choose_step(mgr, which, str(workdir))
@@ -60,11 +62,60 @@ def load_trained(workdir: str | os.PathLike, which: str | int = "best") -> tuple
     return setup, restored.state.params, step
 
 
-def local_batches(data_dir: str | os.PathLike, split: str, setup: train.Setup, batch_size: int):
+def run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+    """The config a training run was started with (its run.json)."""
+    run_file = epath.Path(workdir) / train.RUN_FILE
+    if not run_file.exists():
+        raise UserError(f"{workdir}: not a training run (no {train.RUN_FILE}). Train with `trajsv train --workdir`.")
+    return ml_collections.ConfigDict(json.loads(run_file.read_text())["config"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoder:
+    """A trained run as retrieval and evaluation see it: what it was trained on, and batch → vectors.
+
+    `encode` takes a global batch with the dataset's fields (tokens consistent with `vocab`), sharded over
+    `mesh`'s data axis, and returns {"video": float32 [B, d] unit-norm, "clips": [B, n, d_clip]}, replicated.
+    """
+
+    kind: str  # "trajsv" | "play2vec"
+    workdir: str
+    step: int  # checkpoint step
+    data_dir: str  # the dataset it was trained on
+    example: examples_lib.ExampleConfig
+    vocab: tokenize.Vocabulary
+    mesh: Mesh
+    encode: Callable[[Batch], dict[str, jax.Array]]
+
+
+def trajsv_encoder(workdir: str | os.PathLike, which: str | int = "best") -> Encoder:
+    """The Encoder of a TrajSV training run's checkpoint `which`."""
+    setup, params, step = load_trained(workdir, which)
+    mesh = sharding.make_mesh()
+    model = TrajSV(setup.model)
+    encode = jax.jit(
+        lambda b: model.apply({"params": params}, train.model_inputs(b, setup.step), method=TrajSV.encode),
+        in_shardings=sharding.batch_sharding(mesh),
+        out_shardings=sharding.replicated(mesh),
+    )
+    return Encoder("trajsv", str(workdir), step, setup.data_dir, setup.example, setup.vocab, mesh, encode)
+
+
+def load_encoder(workdir: str | os.PathLike, which: str | int = "best") -> Encoder:
+    """The Encoder of any training run (TrajSV, or a baseline named by its config's `kind`)."""
+    kind = run_config(workdir).get("kind", "trajsv")
+    if kind == "play2vec":
+        from trajsv_jax import play2vec
+
+        return play2vec.load_encoder(workdir, which)
+    return trajsv_encoder(workdir, which)
+
+
+def local_batches(data_dir: str | os.PathLike, split: str, example: examples_lib.ExampleConfig, batch_size: int):
     """(numpy batch of `batch_size`, number of real rows) over the whole split in file order; padding rows are
     all-padding examples (clip_mask False)."""
-    source = reader.tfrecord_source(data_dir, split, setup.example)
-    for batch in reader.ordered_batches(source, setup.example, batch_size):
+    source = reader.tfrecord_source(data_dir, split, example)
+    for batch in reader.ordered_batches(source, example, batch_size):
         rows = len(batch["clip_mask"])
         pad = batch_size - rows
         yield {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}, rows
@@ -79,8 +130,8 @@ def embed(
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """Embed a split (of the run's own dataset unless `data_dir` is given) with a run's checkpoint; see module doc."""
-    setup, params, step = load_trained(workdir, which)
-    trained_on = setup.data_dir
+    encoder = load_encoder(workdir, which)
+    trained_on = encoder.data_dir
     data_dir = data_dir or trained_on
     info = write_lib.read_info(data_dir)
     if data_dir != trained_on and vocab_digest(data_dir) != vocab_digest(trained_on):
@@ -88,19 +139,13 @@ def embed(
             f"{data_dir}: its vocabulary differs from the one {workdir} was trained with ({trained_on}); token ids "
             "would not match. Tokenize the new data with the training vocabulary."
         )
-    mesh = sharding.make_mesh()
+    mesh = encoder.mesh
     batch_size = math.ceil(batch_size / mesh.shape["data"]) * mesh.shape["data"]
-    model = TrajSV(setup.model)
-    encode = jax.jit(
-        lambda p, b: model.apply({"params": p}, train.model_inputs(b, setup.step), method=TrajSV.encode),
-        in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
-        out_shardings=sharding.replicated(mesh),
-    )
     total = info["splits"].get(split, {}).get("num_examples", 0)
     videos, video_ids, clips, clip_index = [], [], [], []
     with tqdm(total=total, desc=f"embed {split}", unit="video") as bar:
-        for batch, rows in local_batches(data_dir, split, setup, batch_size):
-            vectors = jax.device_get(encode(params, jax.device_put(batch, sharding.batch_sharding(mesh))))
+        for batch, rows in local_batches(data_dir, split, encoder.example, batch_size):
+            vectors = jax.device_get(encoder.encode(jax.device_put(batch, sharding.batch_sharding(mesh))))
             valid = batch["clip_mask"][:rows]
             ids = batch["video_id"][:rows].astype(np.int64)
             videos.append(vectors["video"][:rows])
@@ -125,7 +170,7 @@ def embed(
         (out / f"{name}.npy").write_bytes(buffer.getvalue())
     index = {
         "run": str(workdir),
-        "checkpoint_step": step,
+        "checkpoint_step": encoder.step,
         "data_dir": str(data_dir),
         "split": split,
         "videos": len(arrays["videos"]),

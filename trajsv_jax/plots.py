@@ -124,10 +124,49 @@ def plot_losses(records: Sequence[dict], path: str | os.PathLike) -> str:
             terms.plot([r["step"] for r in val], [r[key] for r in val], "o-", ms=3, color=colour, label=label)
     terms.set(xlabel="step", ylabel="symmetric InfoNCE", title="validation loss terms")
     terms.legend(fontsize=8)
+    return save(fig, path)
+
+
+def save(fig: plt.Figure, path: str | os.PathLike) -> str:
+    """Write a figure as PNG (the directory may be a bucket, gs://) and close it."""
     fig.tight_layout()
-    path = epath.Path(path)  # the run directory may be a bucket (gs://)
+    path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return str(path)
+
+
+def plot_retrieval(rows: Sequence[dict], path: str | os.PathLike, subtitle: str = "") -> str:
+    """HR@1 and MRR against the noise rate δ, one line per method (mean ± std over seeds as error bars).
+
+    rows: {"method", "results": [{delta, hr1, mrr}, ...] or a list of such lists, one per seed}.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for row in rows:
+        runs = row["results"] if row["results"] and isinstance(row["results"][0], list) else [row["results"]]
+        deltas = [r["delta"] for r in runs[0]]
+        for ax, metric in zip(axes, ("hr1", "mrr"), strict=True):
+            values = np.array([[r[metric] for r in run] for run in runs])
+            ax.errorbar(deltas, values.mean(0), yerr=values.std(0), marker="o", ms=3, capsize=2, label=row["method"])
+    for ax, label in zip(axes, ("HR@1", "MRR"), strict=True):
+        ax.set(xlabel="noise rate δ of the query", ylabel=label, title=f"{label} {subtitle}".strip(), ylim=(0, 1.02))
+    axes[1].legend(fontsize=7, loc="lower left")
+    return save(fig, path)
+
+
+def plot_matches(
+    path: str | os.PathLike,
+    query: tuple[str, np.ndarray],
+    matches: Sequence[tuple[str, np.ndarray]],
+    roles: Sequence[np.ndarray],
+) -> str:
+    """The query play and its top matches side by side on the pitch; plays are (title, positions [T, K, 2])."""
+    plays = [query, *matches]
+    fig, axes = plt.subplots(1, len(plays), figsize=(3.6 * len(plays), 2.8), squeeze=False)
+    for ax, (title, positions), role in zip(axes[0], plays, roles, strict=True):
+        draw_pitch(ax)
+        draw_play(ax, positions, role)
+        ax.set_title(title, fontsize=8)
+    return save(fig, path)

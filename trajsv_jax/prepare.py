@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
@@ -81,13 +82,24 @@ def ingest(
 
 
 def tokenize(
-    store: Path, cell: float = 3.0, seconds: float | None = None, threshold: float = 0.3, approximate: bool = False
+    store: Path,
+    cell: float = 3.0,
+    seconds: float | None = None,
+    threshold: float = 0.3,
+    approximate: bool = False,
+    vocabulary: Path | None = None,
 ) -> str:
-    """Build the vocabulary over every clip of the store (sources in store order) and save tokens per clip."""
+    """Build the vocabulary over every clip of the store (sources in store order) and save tokens per clip.
+
+    With `vocabulary` (another dataset's vocab.npz) the vocabulary is frozen instead: every segment gets the token
+    of its most similar entry, so a model trained on that dataset reads this one (transfer, fine-tuning).
+    """
     sources = store_lib.read_store(store)
     if not sources:
         raise UserError(f"{store}: the store has no sources. Add some with `trajsv ingest --out {store}`.")
     seconds = seconds or sources[0].metadata.get("clip_config", {}).get("segment_seconds", 1.0)
+    if vocabulary is not None:
+        return _tokenize_frozen(store, sources, tok.Vocabulary.load(vocabulary), seconds, vocabulary)
     vocab = tok.Vocabulary(threshold=threshold, cell=cell, seconds=seconds, approximate=approximate)
     t0 = time.perf_counter()
     total, empty = 0, 0
@@ -105,6 +117,29 @@ def tokenize(
         f"{vocab.num_tokens} tokens over {len(vocab)} distinct segment matrices ({empty} empty segments -> token 0); "
         f"{tok.grid_description(cell)}, {seconds:g} s segments, Jaccard threshold {threshold:g}"
         f"{' (approximate MinHash LSH)' if approximate else ''} -> {store / VOCAB_FILE}"
+    )
+
+
+def _tokenize_frozen(store: Path, sources: list, vocab: tok.Vocabulary, seconds: float, path: Path) -> str:
+    """Tokens of every clip from a fixed vocabulary (nearest entry); the vocabulary is copied into the store."""
+    if abs(vocab.seconds - seconds) > 1e-9:
+        raise UserError(f"{path}: made of {vocab.seconds:g} s segments, the store's clips use {seconds:g} s.")
+    assign = jax.jit(tok.assign_tokens)
+    arrays = vocab.device_arrays()
+    (store / TOKENS_DIR).mkdir(exist_ok=True)
+    total, used = 0, set()
+    for source in sources:
+        matrices, offsets = tok.source_segment_matrices(source, cell=vocab.cell, seconds=seconds)
+        blocks = [np.asarray(assign(matrices[i : i + 4096], *arrays)) for i in range(0, len(matrices), 4096)]
+        tokens = np.concatenate([np.zeros(0, np.int32), *blocks]).astype(np.int32)
+        total += len(tokens)
+        used |= set(tokens.tolist())
+        np.savez(store / TOKENS_DIR / f"{source.source_id}.npz", tokens=tokens, offsets=offsets)
+    shutil.copyfile(path, store / VOCAB_FILE)
+    return (
+        f"tokenized {total} segments with the frozen vocabulary {path} ({vocab.num_tokens} tokens, "
+        f"{tok.grid_description(vocab.cell)}): each segment -> its most similar entry; {len(used - {0})} distinct "
+        f"tokens used -> {store / VOCAB_FILE}"
     )
 
 

@@ -293,6 +293,23 @@ def validation_batch(config: ml_collections.ConfigDict, mesh: Mesh, example: exa
     return batch
 
 
+def initial_params(config: ml_collections.ConfigDict, state: TrainState, mesh: Mesh) -> TrainState:
+    """The state with the best parameters of run `config.init_from` (fine-tuning), or unchanged."""
+    if not config.get("init_from"):
+        return state
+    from trajsv_jax import embed  # embed builds on this module
+
+    params = embed.load_trained(config.init_from)[1]
+    mine, theirs = jax.tree.map(jnp.shape, state.params), jax.tree.map(jnp.shape, params)
+    if mine != theirs:
+        raise UserError(
+            f"--config.init_from={config.init_from}: its parameters have other shapes than this config's model "
+            "(another vocabulary or model size). Tokenize with its vocabulary (`trajsv tokenize --vocabulary`) and "
+            "keep the model fields."
+        )
+    return state.replace(params=jax.device_put(params, sharding.replicated(mesh)))
+
+
 def total_steps(config: ml_collections.ConfigDict, batches_per_epoch: int) -> int:
     steps = config.num_epochs * batches_per_epoch
     return min(steps, config.max_steps) if config.max_steps > 0 else steps
@@ -339,7 +356,14 @@ class Evaluator:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
-    """Train (or resume) a run in `workdir`: checkpoints, metrics.jsonl, TensorBoard, summary.json, loss plot."""
+    """Train (or resume) a run in `workdir`: checkpoints, metrics.jsonl, TensorBoard, summary.json, loss plot.
+
+    A config with `kind = "play2vec"` (configs/play2vec.py) trains that baseline instead, with the same outputs.
+    """
+    if config.get("kind") == "play2vec":
+        from trajsv_jax import play2vec
+
+        return play2vec.train(config, workdir)
     t_start = time.perf_counter()
     workdir = epath.Path(workdir)
     lead = jax.process_index() == 0
@@ -363,7 +387,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
         check_resume(config, workdir / RUN_FILE)
         state, data_position, progress = checkpoints.restore(mgr, resumed_from, state)
         batches.restore(data_position)
-    elif lead:
+    else:
+        state = initial_params(config, state, mesh)
+    if resumed_from is None and lead:
         workdir.mkdir(parents=True, exist_ok=True)
         run = {"config": json.loads(config.to_json()), "model": dataclasses.asdict(setup.model)}
         (workdir / RUN_FILE).write_text(json.dumps(run | {"example": setup.example.as_dict()}, indent=1))

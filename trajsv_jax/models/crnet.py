@@ -20,6 +20,30 @@ from trajsv_jax.models.dropout import Dropout
 _LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
 
 
+def embed_segments(segments: jax.Array, embedding: str, vocab_size: int, d_model: int, dtype: Any) -> jax.Array:
+    """Segment embeddings s_i [N, m, d] from token ids or segment matrices; call it inside a compact method, where it
+    declares the caller's submodule "embed" (shared by CRNet and the LSTM baselines)."""
+    if embedding == "tokens":
+        table = nn.Embed(
+            vocab_size,
+            d_model,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            embedding_init=nn.initializers.normal(1.0),
+            name="embed",
+        )
+        return table(segments) * (segments != 0)[..., None].astype(dtype)
+    if embedding == "matrices":
+        return torch_dense(d_model, segments.shape[-1], dtype, name="embed")(segments.astype(dtype))
+    raise ValueError(f"unknown embedding {embedding!r}: expected 'tokens' or 'matrices'")
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of x [..., k, d] over the rows where mask [..., k] holds, in x's dtype; zeros where no row holds."""
+    w = mask[..., None].astype(x.dtype)
+    return (x * w).sum(-2) / jnp.maximum(w.sum(-2), 1.0)
+
+
 class EncoderLayer(nn.Module):
     """Post-norm Transformer encoder layer, as torch.nn.TransformerEncoderLayer(norm_first=False, relu)."""
 
@@ -98,13 +122,12 @@ class CRNet(nn.Module):
         """
         m = segment_mask.shape[-1]
         pos = self.param("pos", nn.initializers.normal(0.02), (self.segments, self.d_model), jnp.float32)
-        x = self.embed(segments) + pos[:m].astype(self.dtype)
+        x = embed_segments(segments, self.embedding, self.vocab_size, self.d_model, self.dtype)
+        x = x + pos[:m].astype(self.dtype)
         x = Dropout(self.dropout_pos)(x, deterministic)
         open_keys = keep_first_key_open(segment_mask)
         for i in range(self.layers):
             layer = EncoderLayer(self.d_model, self.heads, self.ffn, self.dropout_attn, self.dtype, name=f"layer{i}")
             x = layer(x, open_keys, deterministic)
-        w = segment_mask[..., None].astype(x.dtype)
-        pooled = (x * w).sum(-2) / jnp.maximum(w.sum(-2), 1.0)
-        h = jax.nn.relu(torch_dense(self.d_model, self.d_model, self.dtype, name="ffn0")(pooled))
+        h = jax.nn.relu(torch_dense(self.d_model, self.d_model, self.dtype, name="ffn0")(masked_mean(x, segment_mask)))
         return torch_dense(self.d_model, self.d_model, self.dtype, name="ffn1")(h)

@@ -10,6 +10,8 @@ Takes the batch dict the input pipeline yields:
   visual_mask   bool  [B, n]        clips that have a visual vector; y = 0 elsewhere
 
 and returns v [B, out_dim] (unit norm); `encode` also returns the clip vectors c [B, n, d_model + visual_dim].
+`TrajSVConfig.clip_encoder` / `video_encoder` swap CRNet / VRNet for the ablation baselines of paper Table V
+(with video_encoder="mean", v is [B, d_model + visual_dim]).
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trajsv_jax.models.crnet import CRNet
+from trajsv_jax.errors import UserError
+from trajsv_jax.models.baselines import LSTMEncoder, MLPPool
+from trajsv_jax.models.crnet import CRNet, masked_mean
 from trajsv_jax.models.vrnet import VRNet
 
 Batch = dict[str, jax.Array]
+CLIP_ENCODERS = ("transformer", "lstm", "bilstm", "none")  # CRNet, the "w/o CRNet" baselines, visual-only
+VIDEO_ENCODERS = ("vrnet", "mean", "mlp")  # VRNet, or the "w/o VRNet" baselines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +39,12 @@ class TrajSVConfig:
 
     visual_dim = 0 is the trajectory-only model (paper Table V, "Trajectory + VRNet"). `dtype` is the compute
     dtype ("bfloat16" on accelerators); parameters are always float32.
+
+    The Table V ablations: `clip_encoder` "lstm" / "bilstm" replaces CRNet by `layers` LSTM / BiLSTM layers
+    (`baselines.LSTMEncoder`, BiLSTM needs an even d_model); `video_encoder` "mean" replaces VRNet by the mean of
+    the valid clip vectors, so v has d_model + visual_dim dims and out_dim is unused, and "mlp" by that mean through
+    Dense(vrnet_hidden)-ReLU-Dense(out_dim) (`baselines.MLPPool`). `clip_encoder` "none" is the visual-only model
+    ("Visual + VRNet"): c = y, no trajectories.
     """
 
     vocab_size: int = 4096
@@ -48,7 +60,18 @@ class TrajSVConfig:
     vrnet_heads: int = 2
     out_dim: int = 128
     embedding: str = "tokens"
+    clip_encoder: str = "transformer"
+    video_encoder: str = "vrnet"
     dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for field, choices in (("clip_encoder", CLIP_ENCODERS), ("video_encoder", VIDEO_ENCODERS)):
+            if getattr(self, field) not in choices:
+                raise UserError(f"model.{field}={getattr(self, field)!r}: choose one of {', '.join(choices)}.")
+        if self.clip_encoder == "none" and self.visual_dim == 0:
+            raise UserError("model.clip_encoder='none' (visual-only) needs visual features; this model has none.")
+        if self.clip_encoder == "bilstm" and self.d_model % 2:
+            raise UserError(f"model.d_model={self.d_model}: a BiLSTM splits it in two directions; make it even.")
 
 
 class TrajSV(nn.Module):
@@ -59,36 +82,64 @@ class TrajSV(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
-        self.crnet = CRNet(
-            vocab_size=cfg.vocab_size,
-            segments=cfg.segments,
-            d_model=cfg.d_model,
-            heads=cfg.heads,
-            layers=cfg.layers,
-            ffn=cfg.ffn,
-            dropout_pos=cfg.dropout_pos,
-            dropout_attn=cfg.dropout_attn,
-            embedding=cfg.embedding,
-            dtype=dtype,
-        )
-        self.vrnet = VRNet(hidden=cfg.vrnet_hidden, d_out=cfg.out_dim, heads=cfg.vrnet_heads, dtype=dtype)
+        if cfg.clip_encoder == "transformer":
+            self.crnet = CRNet(
+                vocab_size=cfg.vocab_size,
+                segments=cfg.segments,
+                d_model=cfg.d_model,
+                heads=cfg.heads,
+                layers=cfg.layers,
+                ffn=cfg.ffn,
+                dropout_pos=cfg.dropout_pos,
+                dropout_attn=cfg.dropout_attn,
+                embedding=cfg.embedding,
+                dtype=dtype,
+            )
+        elif cfg.clip_encoder != "none":
+            self.lstm = LSTMEncoder(
+                vocab_size=cfg.vocab_size,
+                d_model=cfg.d_model,
+                layers=cfg.layers,
+                dropout_pos=cfg.dropout_pos,
+                bidirectional=cfg.clip_encoder == "bilstm",
+                embedding=cfg.embedding,
+                dtype=dtype,
+            )
+        if cfg.video_encoder == "vrnet":
+            self.vrnet = VRNet(hidden=cfg.vrnet_hidden, d_out=cfg.out_dim, heads=cfg.vrnet_heads, dtype=dtype)
+        elif cfg.video_encoder == "mlp":
+            self.mlp = MLPPool(hidden=cfg.vrnet_hidden, d_out=cfg.out_dim, dtype=dtype)
 
     def clips(self, batch: Batch, deterministic: bool = True) -> jax.Array:
-        """Clip vectors c = [t, y]: [B, n, d_model + visual_dim], in the compute dtype."""
+        """Clip vectors c = [t, y]: [B, n, d_model + visual_dim], in the compute dtype (c = y when visual-only)."""
+        if self.config.clip_encoder == "none":
+            return jnp.where(batch["visual_mask"][..., None], batch["visual"], 0).astype(self.config.dtype)
         segments = batch["tokens"] if self.config.embedding == "tokens" else batch["matrices"]
         segment_mask = batch["segment_mask"]
         b, n, m = segment_mask.shape
         flat = segments.reshape(b * n, m, *segments.shape[3:])
-        t = self.crnet(flat, segment_mask.reshape(b * n, m), deterministic).reshape(b, n, -1)
+        encoder = self.crnet if self.config.clip_encoder == "transformer" else self.lstm
+        t = encoder(flat, segment_mask.reshape(b * n, m), deterministic).reshape(b, n, -1)
         if self.config.visual_dim == 0:
             return t
         y = jnp.where(batch["visual_mask"][..., None], batch["visual"], 0).astype(t.dtype)
         return jnp.concatenate([t, y], axis=-1)
 
+    def video(self, c: jax.Array, clip_mask: jax.Array) -> jax.Array:
+        """Video vectors before normalisation, [B, out_dim] (or [B, d_model + visual_dim] for the mean)."""
+        if self.config.video_encoder == "vrnet":
+            return self.vrnet(c, clip_mask)
+        if self.config.video_encoder == "mlp":
+            return self.mlp(c, clip_mask)
+        return masked_mean(c, clip_mask)
+
     def encode(self, batch: Batch, deterministic: bool = True) -> dict[str, jax.Array]:
-        """{"video": v [B, out_dim] unit-norm float32, "clips": c [B, n, d_model + visual_dim]}."""
+        """{"video": v [B, out_dim] unit-norm float32, "clips": c [B, n, d_model + visual_dim]}.
+
+        A video without any valid clip gets v = 0 from the "mean" video encoder (finite, not unit-norm).
+        """
         c = self.clips(batch, deterministic)
-        v = self.vrnet(c, batch["clip_mask"]).astype(jnp.float32)
+        v = self.video(c, batch["clip_mask"]).astype(jnp.float32)
         v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)  # as torch.nn.functional.normalize
         return {"video": v, "clips": c}
 
