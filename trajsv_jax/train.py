@@ -363,17 +363,29 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     if config.get("kind") == "play2vec":
         from trajsv_jax import play2vec
 
-        return play2vec.train(config, workdir)
+        return run_loop(config, workdir, "play2vec", play2vec.make_setup(config), play2vec.start, play2vec.plot_losses)
+    return run_loop(config, workdir, "trajsv", make_setup(config), start, plots.plot_losses)
+
+
+def run_loop(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    kind: str,
+    setup: Any,
+    start_fn: Callable,
+    plot_fn: Callable,
+) -> dict[str, Any]:
+    """The training loop every model shares: `start_fn(config, setup, mesh)` gives (state, train_fn, eval_fn,
+    tables), `plot_fn(records, path)` draws the curves; resume, validation, early stopping, checkpoints, metrics."""
     t_start = time.perf_counter()
     workdir = epath.Path(workdir)
     lead = jax.process_index() == 0
-    setup = make_setup(config)
     mesh = sharding.make_mesh(config.mesh.data or None, config.mesh.model)
     batches = reader.make_iterator(
         config.data_dir, config.train_split, config.batch_size, mesh, config.seed, setup.example,
         shuffle_buffer=config.shuffle_buffer,
     )  # fmt: skip
-    state, train_fn, eval_fn, vocab = start(config, setup, mesh)
+    state, train_fn, eval_fn, vocab = start_fn(config, setup, mesh)
     evaluate = Evaluator(config, setup, mesh, eval_fn, vocab) if config.val_split else None
     if lead:
         print(setup.describe(), flush=True)
@@ -401,7 +413,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
         writer.write(0, "val", initial)
 
     stop_reason = "done" if step >= last else f"reached step {last}"
-    bar = tqdm(total=last, initial=step, unit="step", disable=not lead, dynamic_ncols=True, desc="train")
+    bar = tqdm(total=last, initial=step, unit="step", disable=not lead, dynamic_ncols=True, desc=kind)
     timer = (time.perf_counter(), step)
     train_loss = None
     while step < last:
@@ -438,6 +450,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     writer.close()
     summary = {
         "workdir": str(workdir),
+        "kind": kind,
         "steps": step,
         "epochs": step / batches.batches_per_epoch,
         "stopped": stop_reason,
@@ -452,7 +465,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict
     }
     if lead:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
-        summary["loss_plot"] = plots.plot_losses(metrics_lib.read_metrics(workdir), workdir / "plots" / "loss.png")
+        summary["loss_plot"] = plot_fn(metrics_lib.read_metrics(workdir), workdir / "plots" / "loss.png")
     return summary
 
 

@@ -1,0 +1,317 @@
+"""The play2vec baseline (Wang et al., KDD 2019) as TrajSV's "play2vec(Mean)": a denoising token seq2seq per clip.
+
+A clip is its sequence of segment tokens (play2vec's tokenizer: `trajsv_jax.tokenize`). Noise is applied to the
+trajectories on device: every position is shifted by N(0, shift²) metres and every sample (frame) dropped with
+probability `drop`, then the segments are re-tokenized with the dataset's vocabulary (`variants.retokenize`). An LSTM
+encoder reads the noisy tokens of a clip; an LSTM decoder started from the encoder's final state reconstructs the
+CLEAN tokens with teacher forcing (cross-entropy over the vocabulary, masked to valid segments whose token occurs in
+the training split: `known_tokens`). The encoder's final hidden state on the clean clip is the clip vector; the video
+vector is the mean over the valid clips, L2-normalised.
+
+Unlike play2vec, token embeddings are learned end to end with the autoencoder (no separate skip-gram pre-training).
+The run directory and loop follow `trajsv_jax.train` (checkpoints, exact resume, metrics, early stopping on the val
+split, run.json, summary.json) and reuse its helpers; `load_encoder` serves `trajsv_jax.embed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from etils import epath
+from jax.sharding import Mesh
+
+from input_pipeline import examples as examples_lib
+from input_pipeline import reader
+from input_pipeline import write as write_lib
+from trajsv_jax import checkpoints, embed, plots, prepare, sharding, tokenize, variants
+from trajsv_jax import train as train_lib
+from trajsv_jax.errors import UserError
+from trajsv_jax.models import dropout
+
+Batch = dict[str, jax.Array]
+# (vocabulary segments bool [E, C], their tokens int32 [E], tokens of the training split bool [vocab_size])
+Tables = tuple[jax.Array, jax.Array, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Play2VecConfig:
+    """Model dims; `Play2VecConfig(**config.model)` once vocab_size is resolved (`make_setup`)."""
+
+    vocab_size: int  # tokens 0 .. vocab_size - 1 (0 = padding / empty segment); vocab_size is the decoder's start
+    embed_dim: int = 128
+    hidden: int = 128
+
+
+class Play2Vec(nn.Module):
+    """Token embedding, LSTM encoder (final state = clip vector), LSTM decoder with teacher forcing."""
+
+    config: Play2VecConfig
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.embed = nn.Embed(cfg.vocab_size + 1, cfg.embed_dim)  # + the decoder's start symbol
+        self.encoder = nn.RNN(nn.OptimizedLSTMCell(cfg.hidden), return_carry=True)
+        self.decoder = nn.RNN(nn.OptimizedLSTMCell(cfg.hidden))
+        self.logits = nn.Dense(cfg.vocab_size)
+
+    def _encode(self, tokens: jax.Array, segment_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """LSTM carry (c, h), each [B * n, hidden], after the valid segments (valid-then-padding) of each clip."""
+        m = tokens.shape[-1]
+        lengths = segment_mask.reshape(-1, m).sum(-1)
+        carry, _ = self.encoder(self.embed(tokens.reshape(-1, m)), seq_lengths=lengths)
+        return carry
+
+    def encode(self, batch: Batch) -> dict[str, jax.Array]:
+        """{"video": [B, hidden] unit-norm float32 (0 without valid clips), "clips": [B, n, hidden]} of clean tokens."""
+        b, n, _ = batch["segment_mask"].shape
+        clips = self._encode(batch["tokens"], batch["segment_mask"])[1].reshape(b, n, -1)
+        mask = batch["clip_mask"][..., None]
+        mean = jnp.where(mask, clips, 0).sum(1) / jnp.maximum(mask.sum(1), 1)
+        video = mean / jnp.maximum(jnp.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+        return {"video": video, "clips": clips}
+
+    def __call__(self, noisy: jax.Array, tokens: jax.Array, segment_mask: jax.Array) -> jax.Array:
+        """Logits [B, n, m, vocab_size] of the clean `tokens`, decoded from the encoding of the `noisy` ones."""
+        m = tokens.shape[-1]
+        carry = self._encode(noisy, segment_mask)
+        target = tokens.reshape(-1, m)
+        start = jnp.full((target.shape[0], 1), self.config.vocab_size, target.dtype)
+        outputs = self.decoder(self.embed(jnp.concatenate([start, target[:, :-1]], 1)), initial_carry=carry)
+        return self.logits(outputs).reshape(*tokens.shape, -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """What the jitted steps need besides arrays; hashable, so compiled steps are cached on it (`compile_steps`)."""
+
+    shift: float = 3.0  # σ of the Gaussian shift of every position, metres
+    drop: float = 0.2  # probability that a sample (frame) is dropped
+    cell: float = 3.0  # the vocabulary's cell size
+    learning_rate: float = 1e-3
+    clip_norm: float = 5.0
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, cell: float) -> StepConfig:
+        noise, opt = config.noise, config.optimizer
+        return cls(noise.shift, noise.drop, cell, opt.learning_rate, opt.clip_norm)
+
+    def optimizer(self) -> optax.GradientTransformation:
+        """Adam with the gradient clipped to a global norm (the usual guard for RNN seq2seq)."""
+        return optax.chain(optax.clip_by_global_norm(self.clip_norm), optax.adam(self.learning_rate))
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run derives from its config and its dataset (the fields `trajsv_jax.train.Evaluator` reads included)."""
+
+    example: examples_lib.ExampleConfig
+    model: Play2VecConfig
+    step: StepConfig
+    vocab: tokenize.Vocabulary
+    data_dir: str
+
+    def describe(self) -> str:
+        m, s = self.model, self.step
+        return (
+            f"model: play2vec LSTM seq2seq, vocabulary {m.vocab_size}, embedding {m.embed_dim}, hidden {m.hidden}; "
+            f"noise: shift σ {s.shift:g} m, drop {s.drop:g} of samples; data: {self.example.describe()}"
+        )
+
+
+def make_setup(config: ml_collections.ConfigDict) -> Setup:
+    """Read the dataset's description and vocabulary as `trajsv_jax.train.make_setup` does; resolve vocab_size 0."""
+    if config.get("kind") != "play2vec":
+        raise UserError(f"config kind={config.get('kind')!r}: play2vec trains configs/play2vec.py (kind 'play2vec').")
+    info = write_lib.read_info(config.data_dir)
+    example = examples_lib.ExampleConfig(**info["config"])
+    vocab_path = epath.Path(config.data_dir) / prepare.VOCAB_FILE
+    if not vocab_path.exists():
+        raise UserError(f"{vocab_path}: missing. Re-write the dataset with `trajsv dataset`, which copies it there.")
+    vocab = tokenize.Vocabulary.load(io.BytesIO(vocab_path.read_bytes()))
+    fields = dict(config.model)
+    if fields["vocab_size"] == 0:
+        fields["vocab_size"] = vocab.num_tokens + 1
+    elif fields["vocab_size"] <= vocab.num_tokens:
+        raise UserError(
+            f"config model.vocab_size={fields['vocab_size']}: the vocabulary of {config.data_dir} has "
+            f"{vocab.num_tokens} tokens (+1 for padding). Set it to 0 (automatic) or at least {vocab.num_tokens + 1}."
+        )
+    step = StepConfig.from_config(config, vocab.cell)
+    return Setup(example, Play2VecConfig(**fields), step, vocab, config.data_dir)
+
+
+def add_noise(rng: jax.Array, batch: Batch, shift: float, drop: float) -> Batch:
+    """The batch with every position shifted by N(0, shift²) metres and each sample dropped (NaN) w.p. `drop`.
+
+    The drop mask uses the hashed bits of `models.dropout` (jax.random.bernoulli took ~14 s to compile on CPU here).
+    """
+    shift_key, drop_key = jax.random.split(rng)
+    pos = batch["positions"] + shift * jax.random.normal(shift_key, batch["positions"].shape)
+    keep = dropout.keep_mask(drop_key, batch["sample_mask"].shape, drop)
+    return {**batch, "positions": jnp.where(keep[..., None, None], pos, jnp.nan)}
+
+
+def noisy_tokens(rng: jax.Array, batch: Batch, tables: Tables, step: StepConfig) -> tuple[jax.Array, jax.Array]:
+    """Tokens [B, n, m] of the noisy play, and the share of valid segments whose token the noise changed."""
+    noisy = variants.retokenize(add_noise(rng, batch, step.shift, step.drop), *tables[:2], step.cell)
+    valid = batch["segment_mask"] & batch["clip_mask"][..., None]
+    return noisy, ((noisy != batch["tokens"]) & valid).sum() / jnp.maximum(valid.sum(), 1)
+
+
+def reconstruction(logits: jax.Array, batch: Batch, known: jax.Array) -> dict[str, jax.Array]:
+    """Cross-entropy and accuracy of the clean tokens over the valid segments whose token is `known` (see
+    `known_tokens`), and the share of valid segments that counted."""
+    valid = batch["segment_mask"] & batch["clip_mask"][..., None]
+    counted = (valid & known[batch["tokens"]]).astype(jnp.float32)
+    count = jnp.maximum(counted.sum(), 1.0)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["tokens"])
+    correct = logits.argmax(-1) == batch["tokens"]
+    return {
+        "loss": (ce * counted).sum() / count,
+        "accuracy": (correct * counted).sum() / count,
+        "known": counted.sum() / jnp.maximum(valid.sum(), 1),
+    }
+
+
+def init_state(
+    key: jax.Array, *, model: Play2Vec, step: StepConfig, example: examples_lib.ExampleConfig
+) -> train_lib.TrainState:
+    """Parameters from `key`, optimizer state, step 0 and the training RNG."""
+    params_key, rng = jax.random.split(key)
+    shape = (1, example.clips_per_video, example.segments_per_clip)
+    tokens = jnp.zeros(shape, jnp.int32)
+    params = model.init(params_key, tokens, tokens, jnp.ones(shape, bool))["params"]
+    return train_lib.TrainState(jnp.zeros((), jnp.int32), params, step.optimizer().init(params), rng)
+
+
+def train_step(
+    state: train_lib.TrainState, batch: Batch, tables: Tables, *, model: Play2Vec, step: StepConfig
+) -> tuple[train_lib.TrainState, dict[str, jax.Array]]:
+    """One Adam step on the reconstruction loss of a global batch, with fresh noise."""
+    rng, noise_key = jax.random.split(state.rng)
+    noisy, changed = noisy_tokens(noise_key, batch, tables, step)
+
+    def loss_fn(params):
+        logits = model.apply({"params": params}, noisy, batch["tokens"], batch["segment_mask"])
+        terms = reconstruction(logits, batch, tables[2])
+        return terms["loss"], terms
+
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = step.optimizer().update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = terms | {"noise_tokens_changed": changed, "grad_norm": optax.global_norm(grads)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
+
+
+def eval_step(
+    params: Any, batch: Batch, rng: jax.Array, tables: Tables, *, model: Play2Vec, step: StepConfig
+) -> dict[str, jax.Array]:
+    """Reconstruction loss with the noise of `rng` (the same every evaluation, so losses compare)."""
+    noisy, changed = noisy_tokens(rng, batch, tables, step)
+    logits = model.apply({"params": params}, noisy, batch["tokens"], batch["segment_mask"])
+    return reconstruction(logits, batch, tables[2]) | {"noise_tokens_changed": changed}
+
+
+@functools.lru_cache(maxsize=8)
+def compile_steps(
+    model: Play2Vec, step: StepConfig, example: examples_lib.ExampleConfig, mesh: Mesh
+) -> tuple[Callable, Callable, Callable]:
+    """(init_state, train_step, eval_step) jitted with explicit shardings: state, key and tables replicated,
+    batch over "data"; train_step donates the state. Cached: a resumed or repeated run in one process compiles once."""
+    replicated, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    init = functools.partial(init_state, model=model, step=step, example=example)
+    state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, jax.random.PRNGKey(0)))
+    train_fn = jax.jit(
+        functools.partial(train_step, model=model, step=step),
+        in_shardings=(state_sharding, data, replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    eval_fn = jax.jit(
+        functools.partial(eval_step, model=model, step=step),
+        in_shardings=(state_sharding.params, data, replicated, replicated),
+        out_shardings=replicated,
+    )
+    return jax.jit(init, in_shardings=replicated, out_shardings=state_sharding), train_fn, eval_fn
+
+
+def known_tokens(config: ml_collections.ConfigDict, setup: Setup) -> np.ndarray:
+    """bool [vocab_size]: the tokens of the training split's valid segments (one pass over it).
+
+    Only these are ever reconstruction targets in training. A token id first seen outside it can only lose
+    probability as training goes on (on the bundled match 87% of the validation segments have such tokens, and the
+    loss over all of them rises from the first step), so the loss counts the known tokens only, in training and
+    validation alike; the "known" metric is the share of valid segments that counted.
+    """
+    known = np.zeros(setup.model.vocab_size, bool)
+    source = reader.tfrecord_source(config.data_dir, config.train_split, setup.example)
+    for batch in reader.ordered_batches(source, setup.example, config.batch_size):
+        known[batch["tokens"][batch["segment_mask"] & batch["clip_mask"][..., None]]] = True
+    return known
+
+
+def start(
+    config: ml_collections.ConfigDict, setup: Setup, mesh: Mesh
+) -> tuple[train_lib.TrainState, Callable, Callable, Tables]:
+    """The initial state from config.seed, the jitted (train_step, eval_step), the replicated `Tables`."""
+    init_fn, train_fn, eval_fn = compile_steps(Play2Vec(setup.model), setup.step, setup.example, mesh)
+    state = init_fn(train_lib.replicate(jax.random.PRNGKey(config.seed), mesh))
+    vocab = tuple(np.asarray(x) for x in setup.vocab.device_arrays())
+    tables = train_lib.replicate((*vocab, known_tokens(config, setup)), mesh)
+    return state, train_fn, eval_fn, tables
+
+
+def plot_losses(records: list[dict], path: epath.Path) -> str:
+    """Reconstruction loss (train, validation) and token accuracy / share of tokens the noise changed."""
+    plt = plots.plt  # pyplot on the Agg backend trajsv_jax.plots chose
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for kind, style in (("train", "-"), ("val", "o-")):
+        rows = [r for r in records if r["kind"] == kind]
+        steps = [r["step"] for r in rows]
+        axes[0].plot(steps, [r["loss"] for r in rows], style, ms=3, lw=1, label=kind)
+        axes[1].plot(steps, [r["accuracy"] for r in rows], style, ms=3, lw=1, label=f"{kind} accuracy")
+        axes[1].plot(steps, [r["noise_tokens_changed"] for r in rows], style, ms=3, lw=1, label=f"{kind} noised")
+    axes[0].set(xlabel="step", ylabel="cross-entropy", title="play2vec reconstruction loss")
+    axes[1].set(
+        xlabel="step", ylabel="share of segments", title="clean tokens recovered (known) / changed by noise (valid)"
+    )
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def load_encoder(workdir: str | os.PathLike, which: str | int = "best") -> embed.Encoder:
+    """The Encoder (kind "play2vec") of checkpoint `which` ("best", "latest" or a step) of a play2vec run."""
+    workdir = epath.Path(workdir)
+    setup = make_setup(embed.run_config(workdir))
+    mgr = checkpoints.manager(workdir / train_lib.CHECKPOINT_DIR, read_only=True)
+    step = checkpoints.choose_step(mgr, which, str(workdir))
+    mesh = sharding.make_mesh()
+    model = Play2Vec(setup.model)
+    init_fn = compile_steps(model, setup.step, setup.example, mesh)[0]
+    abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))  # shapes and shardings, nothing computed
+    params = checkpoints.restore(mgr, step, abstract)[0].params
+    replicated = sharding.replicated(mesh)
+    encode = jax.jit(
+        lambda p, b: model.apply({"params": p}, b, method=Play2Vec.encode),
+        in_shardings=(replicated, sharding.batch_sharding(mesh)),
+        out_shardings=replicated,
+    )
+    encoder = functools.partial(encode, params)
+    return embed.Encoder("play2vec", str(workdir), step, setup.data_dir, setup.example, setup.vocab, mesh, encoder)
