@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import os
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +32,7 @@ from jax.sharding import Mesh
 
 from input_pipeline import examples as examples_lib
 from input_pipeline import reader
-from input_pipeline import write as write_lib
-from trajsv_jax import checkpoints, embed, plots, prepare, sharding, tokenize, variants
+from trajsv_jax import checkpoints, embed, plots, sharding, tokenize, variants
 from trajsv_jax import train as train_lib
 from trajsv_jax.errors import UserError
 from trajsv_jax.models import dropout
@@ -133,20 +131,7 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
     """Read the dataset's description and vocabulary as `trajsv_jax.train.make_setup` does; resolve vocab_size 0."""
     if config.get("kind") != "play2vec":
         raise UserError(f"config kind={config.get('kind')!r}: play2vec trains configs/play2vec.py (kind 'play2vec').")
-    info = write_lib.read_info(config.data_dir)
-    example = examples_lib.ExampleConfig(**info["config"])
-    vocab_path = epath.Path(config.data_dir) / prepare.VOCAB_FILE
-    if not vocab_path.exists():
-        raise UserError(f"{vocab_path}: missing. Re-write the dataset with `trajsv dataset`, which copies it there.")
-    vocab = tokenize.Vocabulary.load(io.BytesIO(vocab_path.read_bytes()))
-    fields = dict(config.model)
-    if fields["vocab_size"] == 0:
-        fields["vocab_size"] = vocab.num_tokens + 1
-    elif fields["vocab_size"] <= vocab.num_tokens:
-        raise UserError(
-            f"config model.vocab_size={fields['vocab_size']}: the vocabulary of {config.data_dir} has "
-            f"{vocab.num_tokens} tokens (+1 for padding). Set it to 0 (automatic) or at least {vocab.num_tokens + 1}."
-        )
+    _, example, vocab, fields = train_lib.read_dataset(config)
     step = StepConfig.from_config(config, vocab.cell)
     return Setup(example, Play2VecConfig(**fields), step, vocab, config.data_dir)
 
@@ -229,19 +214,14 @@ def compile_steps(
 ) -> tuple[Callable, Callable, Callable]:
     """(init_state, train_step, eval_step) jitted with explicit shardings: state, key and tables replicated,
     batch over "data"; train_step donates the state. Cached: a resumed or repeated run in one process compiles once."""
-    replicated, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    replicated = sharding.replicated(mesh)
     init = functools.partial(init_state, model=model, step=step, example=example)
     state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init, jax.random.PRNGKey(0)))
-    train_fn = jax.jit(
+    train_fn, eval_fn = train_lib.jit_steps(
         functools.partial(train_step, model=model, step=step),
-        in_shardings=(state_sharding, data, replicated),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
-    )
-    eval_fn = jax.jit(
         functools.partial(eval_step, model=model, step=step),
-        in_shardings=(state_sharding.params, data, replicated, replicated),
-        out_shardings=replicated,
+        state_sharding,
+        mesh,
     )
     return jax.jit(init, in_shardings=replicated, out_shardings=state_sharding), train_fn, eval_fn
 

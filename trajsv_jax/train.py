@@ -186,18 +186,27 @@ def compile_steps(
 
     The state argument of train_step is donated: its buffers are reused for the new state.
     """
-    replicated, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    state_sharding = jax.tree.map(lambda _: replicated, state)
-    train = jax.jit(
+    state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), state)
+    return jit_steps(
         functools.partial(train_step, model=model, tx=tx, step=step),
+        functools.partial(eval_step, model=model, step=step),
+        state_sharding,
+        mesh,
+    )
+
+
+def jit_steps(train_fn: Callable, eval_fn: Callable, state_sharding: Any, mesh: Mesh) -> tuple[Callable, Callable]:
+    """Jit train_fn(state, batch, tables) → (state, metrics) and eval_fn(params, batch, tables, key) → metrics with
+    explicit shardings: state, tables and key replicated, batch over "data"; the state is donated."""
+    replicated, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    train = jax.jit(
+        train_fn,
         in_shardings=(state_sharding, data, replicated),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
     evaluate = jax.jit(
-        functools.partial(eval_step, model=model, step=step),
-        in_shardings=(state_sharding.params, data, replicated, replicated),
-        out_shardings=replicated,
+        eval_fn, in_shardings=(state_sharding.params, data, replicated, replicated), out_shardings=replicated
     )
     return train, evaluate
 
@@ -250,8 +259,10 @@ class Setup:
         )
 
 
-def make_setup(config: ml_collections.ConfigDict) -> Setup:
-    """Read the dataset's description and vocabulary; resolve the config's automatic (0 / -1) model fields."""
+def read_dataset(
+    config: ml_collections.ConfigDict,
+) -> tuple[dict, examples_lib.ExampleConfig, tokenize.Vocabulary, dict]:
+    """(dataset info, example config, vocabulary, model fields with vocab_size 0 resolved) of config.data_dir."""
     info = write_lib.read_info(config.data_dir)
     example = examples_lib.ExampleConfig(**info["config"])
     vocab_path = epath.Path(config.data_dir) / prepare.VOCAB_FILE
@@ -266,6 +277,12 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
             f"config model.vocab_size={fields['vocab_size']}: the vocabulary of {config.data_dir} has "
             f"{vocab.num_tokens} tokens (+1 for padding). Set it to 0 (automatic) or at least {vocab.num_tokens + 1}."
         )
+    return info, example, vocab, fields
+
+
+def make_setup(config: ml_collections.ConfigDict) -> Setup:
+    """Read the dataset's description and vocabulary; resolve the config's automatic (0 / -1) model fields."""
+    info, example, vocab, fields = read_dataset(config)
     if fields["visual_dim"] == -1:
         has_visual = any(split.get("stats", {}).get("visual_clips", 0) for split in info["splits"].values())
         fields["visual_dim"] = example.visual_dim if has_visual else 0
