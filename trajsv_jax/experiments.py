@@ -69,11 +69,16 @@ def ablations(has_visual: bool) -> list[Method]:
     ]
 
 
+def _sweep(name: str, field: str, values: Sequence[int], default: int) -> list[Method]:
+    """Methods that change one config field; the default value is the full model itself (its runs are shared)."""
+    return [Method(f"{name} {v}", () if v == default else (f"--config.{field}={v}",)) for v in values]
+
+
 STUDIES = {
     "ablations": ablations,
-    "batch-size": lambda _: [Method(f"batch {b}", (f"--config.batch_size={b}",)) for b in (8, 16, 32, 48)],
+    "batch-size": lambda _: _sweep("batch", "batch_size", (8, 16, 32, 48), 16),
     "cell-size": lambda _: [Method(f"cell {c} m", cell=float(c)) for c in (1, 3, 5, 7, 9)],
-    "embedding-dim": lambda _: [Method(f"d {d}", (f"--config.model.d_model={d}",)) for d in (32, 64, 128, 256)],
+    "embedding-dim": lambda _: _sweep("d", "model.d_model", (32, 64, 128, 256), 128),
 }
 STUDY_HELP = {
     "ablations": "Table V: replaced CRNet / VRNet, single modalities, the loss without each view, play2vec",

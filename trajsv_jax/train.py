@@ -456,7 +456,8 @@ def run_loop(
                 progress |= {"best_val_loss": val_loss, "best_step": step, "evals_since_best": 0}
             else:
                 progress["evals_since_best"] += 1
-            bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}", best=f"{progress['best_val_loss']:.4f}")
+            shown = {"loss": f"{train_loss:.4f}"} if train_loss is not None else {}  # none logged yet
+            bar.set_postfix(**shown, val=f"{val_loss:.4f}", best=f"{progress['best_val_loss']:.4f}")
         checkpoints.save(mgr, state, batches.state(), progress, val_loss)
         if config.patience and progress["evals_since_best"] >= config.patience:
             stop_reason = f"early stop: no better validation loss in {config.patience} evaluations"
