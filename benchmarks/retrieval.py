@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +53,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from input_pipeline import reader  # noqa: E402
 from trajsv_jax import embed, retrieval, train, variants  # noqa: E402
 from trajsv_jax.errors import UserError  # noqa: E402
@@ -373,22 +372,7 @@ def best(rows: list[dict], target: float) -> dict | None:
 
 
 def machine() -> dict:
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
-        **{name: version(name) for name in ("jax", "numpy", "scann", "faiss-cpu", "hnswlib")},
-    }
+    return describe(("jax", "numpy", "scann", "faiss-cpu", "hnswlib"))
 
 
 def main(argv: list[str] | None = None) -> dict:

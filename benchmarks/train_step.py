@@ -48,7 +48,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -66,6 +65,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from trajsv_jax import config as config_lib  # noqa: E402
 from trajsv_jax import sharding, train, variants  # noqa: E402
 from trajsv_jax.models import TrajSV, count_params  # noqa: E402
@@ -378,19 +378,8 @@ def spawn(mode: str, devices: int, batch: int, data: dict, warmup: int = 0, step
 
 
 def machine() -> dict:
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
-        "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
-        **{name: version(name) for name in ("jax", "jaxlib", "flax", "optax", "torch")},
+    return describe(("jax", "jaxlib", "flax", "optax", "torch")) | {
+        "devices": f"{jax.device_count()} x {jax.devices()[0].platform}"
     }
 
 
