@@ -87,6 +87,19 @@ class Encoder:
     mesh: Mesh
     encode: Callable[[Batch], dict[str, jax.Array]]
 
+    def batch_size(self, requested: int) -> int:
+        """`requested` rounded up to a multiple of the data devices, so every device gets the same rows."""
+        return math.ceil(requested / self.mesh.shape["data"]) * self.mesh.shape["data"]
+
+    def vectors(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`encode` of a host batch of `batch_size(...)` rows, back on the host."""
+        return jax.device_get(self.encode(jax.device_put(batch, sharding.batch_sharding(self.mesh))))
+
+
+def pad_rows(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """The batch with all-padding rows (zeros, so clip_mask False) appended up to `size` rows."""
+    return {k: np.concatenate([v, np.zeros((size - len(v), *v.shape[1:]), v.dtype)]) for k, v in batch.items()}
+
 
 def trajsv_encoder(workdir: str | os.PathLike, which: str | int = "best") -> Encoder:
     """The Encoder of a TrajSV training run's checkpoint `which`."""
@@ -116,9 +129,7 @@ def local_batches(data_dir: str | os.PathLike, split: str, example: examples_lib
     all-padding examples (clip_mask False)."""
     source = reader.tfrecord_source(data_dir, split, example)
     for batch in reader.ordered_batches(source, example, batch_size):
-        rows = len(batch["clip_mask"])
-        pad = batch_size - rows
-        yield {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in batch.items()}, rows
+        yield pad_rows(batch, batch_size), len(batch["clip_mask"])
 
 
 def embed(
@@ -139,13 +150,12 @@ def embed(
             f"{data_dir}: its vocabulary differs from the one {workdir} was trained with ({trained_on}); token ids "
             "would not match. Tokenize the new data with the training vocabulary."
         )
-    mesh = encoder.mesh
-    batch_size = math.ceil(batch_size / mesh.shape["data"]) * mesh.shape["data"]
+    batch_size = encoder.batch_size(batch_size)
     total = info["splits"].get(split, {}).get("num_examples", 0)
     videos, video_ids, clips, clip_index = [], [], [], []
     with tqdm(total=total, desc=f"embed {split}", unit="video") as bar:
         for batch, rows in local_batches(data_dir, split, encoder.example, batch_size):
-            vectors = jax.device_get(encoder.encode(jax.device_put(batch, sharding.batch_sharding(mesh))))
+            vectors = encoder.vectors(batch)
             valid = batch["clip_mask"][:rows]
             ids = batch["video_id"][:rows].astype(np.int64)
             videos.append(vectors["video"][:rows])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from etils import epath
 from input_pipeline import examples as examples_lib
 from input_pipeline import reader
 from input_pipeline import write as write_lib
-from trajsv_jax import embed, retrieval, sharding, variants
+from trajsv_jax import embed, retrieval, variants
 from trajsv_jax.errors import UserError
 
 Batch = dict[str, np.ndarray]
@@ -77,16 +76,12 @@ def _noisy(key: jax.Array, batch: Batch, delta: float, vocab: tuple[jax.Array, j
 
 def encode_all(encoder: embed.Encoder, batch: Batch, batch_size: int) -> np.ndarray:
     """float32 [N, d] video vectors of a numpy batch, embedded in padded batches over the encoder's mesh."""
-    devices = encoder.mesh.shape["data"]
-    batch_size = math.ceil(batch_size / devices) * devices
-    total = len(batch["clip_mask"])
+    size = encoder.batch_size(batch_size)
     out = []
-    for start in range(0, total, batch_size):
-        part = {k: v[start : start + batch_size] for k, v in batch.items()}
+    for start in range(0, len(batch["clip_mask"]), size):
+        part = {k: v[start : start + size] for k, v in batch.items()}
         rows = len(part["clip_mask"])
-        part = {k: np.concatenate([v, np.zeros((batch_size - rows, *v.shape[1:]), v.dtype)]) for k, v in part.items()}
-        vectors = encoder.encode(jax.device_put(part, sharding.batch_sharding(encoder.mesh)))["video"]
-        out.append(np.asarray(jax.device_get(vectors))[:rows])
+        out.append(np.asarray(encoder.vectors(embed.pad_rows(part, size))["video"])[:rows])
     return np.concatenate(out).astype(np.float32)
 
 
