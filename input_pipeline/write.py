@@ -73,6 +73,11 @@ def read_info(data_dir: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
+def has_visual(info: dict[str, Any]) -> bool:
+    """Whether any split of a dataset (its dataset_info.json) holds clips with frozen visual features."""
+    return any(split.get("stats", {}).get("visual_clips", 0) for split in info["splits"].values())
+
+
 def _atomic_json(path: Path, value: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(value, indent=1))

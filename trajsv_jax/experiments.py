@@ -162,13 +162,13 @@ def run_transfer(
             train_run(Method("target", tuple(small)), seed, target, scratch, overrides)["seconds"]
         )
         for name, (run, data) in {
-            "SC → SC (training)": (source_run, base_data),
+            "SC → SC (training)": (source_run, None),
             "SC → T (zero-shot)": (source_run, target),
             "SC → T (fine-tuning)": (tuned, target),
             "T → T (training)": (scratch, target),
         }.items():
-            result = evaluate_lib.evaluate(run, data, protocol)
-            print(name, evaluate_lib.report(result), sep="\n", flush=True)
+            print(name, flush=True)
+            result = evaluated(run, protocol, data)
             sizes.add(result["database_size"])
             rows[name].append(result["results"])
     table_rows = [
@@ -189,6 +189,22 @@ def train_run(method: Method, seed: int, data_dir: str, workdir: Path, overrides
     return train.train(config, workdir)
 
 
+def evaluated(workdir: Path, protocol: evaluate_lib.Protocol, data_dir: str | None = None) -> dict[str, Any]:
+    """The retrieval protocol for a run (on its own dataset, or `data_dir`'s), printed; kept in the run directory
+    and reused while split, seed and noise rates are the same."""
+    other = f"_{Path(data_dir).parent.name}" if data_dir else ""
+    result_file = workdir / f"retrieval_{protocol.split}_seed{protocol.seed}{other}.json"
+    if result_file.exists():
+        result = json.loads(result_file.read_text())
+        if [r["delta"] for r in result["results"]] == list(protocol.deltas):
+            print(evaluate_lib.report(result), flush=True)
+            return result
+    result = evaluate_lib.evaluate(workdir, data_dir, protocol)
+    result_file.write_text(json.dumps(result, indent=1))
+    print(evaluate_lib.report(result), flush=True)
+    return result
+
+
 def run_study(
     study: str,
     out: str | Path,
@@ -204,9 +220,7 @@ def run_study(
     """
     out, protocol = Path(out), protocol or evaluate_lib.Protocol()
     base_data = base_data or dataset(out, 3.0)
-    has_visual = any(
-        s.get("stats", {}).get("visual_clips", 0) for s in write_lib.read_info(base_data)["splits"].values()
-    )
+    has_visual = write_lib.has_visual(write_lib.read_info(base_data))
     methods = [m for m in STUDIES[study](has_visual) if only.lower() in m.name.lower()]
     rows, sizes = [], set()
     for method in methods:
@@ -220,13 +234,7 @@ def run_study(
             workdir = out / "runs" / method.key / f"seed{seed}"
             summary = train_run(method, seed, data_dir, workdir, overrides)
             seconds.append(summary["seconds"])
-            result_file = workdir / f"retrieval_{protocol.split}_seed{protocol.seed}.json"
-            if result_file.exists():
-                result = json.loads(result_file.read_text())
-            else:
-                result = evaluate_lib.evaluate(workdir, protocol=protocol)
-                result_file.write_text(json.dumps(result, indent=1))
-            print(evaluate_lib.report(result), flush=True)
+            result = evaluated(workdir, protocol)
             sizes.add(result["database_size"])
             per_seed.append(result["results"])
         rows.append(row | {"results": per_seed, "train_seconds": seconds, "seeds": list(seeds)})

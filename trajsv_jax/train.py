@@ -284,8 +284,7 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
     """Read the dataset's description and vocabulary; resolve the config's automatic (0 / -1) model fields."""
     info, example, vocab, fields = read_dataset(config)
     if fields["visual_dim"] == -1:
-        has_visual = any(split.get("stats", {}).get("visual_clips", 0) for split in info["splits"].values())
-        fields["visual_dim"] = example.visual_dim if has_visual else 0
+        fields["visual_dim"] = example.visual_dim if write_lib.has_visual(info) else 0
     elif fields["visual_dim"] not in (0, example.visual_dim):
         raise UserError(
             f"config model.visual_dim={fields['visual_dim']}: {config.data_dir} has visual features of dim "
@@ -418,10 +417,10 @@ def run_loop(
         batches.restore(data_position)
     else:
         state = initial_params(config, state, mesh)
-    if resumed_from is None and lead:
-        workdir.mkdir(parents=True, exist_ok=True)
-        run = {"config": json.loads(config.to_json()), "model": dataclasses.asdict(setup.model)}
-        (workdir / RUN_FILE).write_text(json.dumps(run | {"example": setup.example.as_dict()}, indent=1))
+        if lead:
+            workdir.mkdir(parents=True, exist_ok=True)
+            run = {"config": json.loads(config.to_json()), "model": dataclasses.asdict(setup.model)}
+            (workdir / RUN_FILE).write_text(json.dumps(run | {"example": setup.example.as_dict()}, indent=1))
     writer = metrics_lib.MetricWriter(workdir, resume_step=resumed_from or 0)
     step, last = int(jax.device_get(state.step)), total_steps(config, batches.batches_per_epoch)
     if evaluate is not None and progress["initial_val_loss"] is None:
