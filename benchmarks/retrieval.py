@@ -54,8 +54,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.machine import describe  # noqa: E402
-from input_pipeline import reader  # noqa: E402
-from trajsv_jax import embed, retrieval, train, variants  # noqa: E402
+from trajsv_jax import embed, evaluate, retrieval, train, variants  # noqa: E402
 from trajsv_jax.errors import UserError  # noqa: E402
 from trajsv_jax.models import TrajSV  # noqa: E402
 
@@ -78,10 +77,9 @@ def real_videos(setup: train.Setup) -> dict[str, np.ndarray]:
     parts = []
     for split in ("train", "val", "test"):
         try:
-            source = reader.tfrecord_source(setup.data_dir, split, setup.example)
+            parts.append(evaluate.read_split(setup.data_dir, split))
         except UserError:
             continue  # a dataset written without that split
-        parts += list(reader.ordered_batches(source, setup.example, 256))
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -320,11 +318,16 @@ def bench_faiss(db, queries, truth, count: int, ms_: list[int], efc: int, efs: l
         index.add(db)
         return index
 
+    return hnsw_sweep("faiss HNSW", build, faiss_rows, ms_, efc, queries, truth, count, efs, tag)
+
+
+def hnsw_sweep(library: str, build, rows_fn, ms_, efc, queries, truth, count: int, efs, tag: str) -> list[dict]:
+    """Build an HNSW graph per M with `build(m)` (timed, logged) and measure it with `rows_fn` over efSearch."""
     rows = []
     for m in ms_:
         index, build_s = timed(lambda m=m: build(m))
-        log(f"{tag} faiss HNSW M={m} built in {build_s} s")
-        rows += faiss_rows(index, m, efc, build_s, queries, truth, count, efs)
+        log(f"{tag} {library} M={m} built in {build_s} s")
+        rows += rows_fn(index, m, efc, build_s, queries, truth, count, efs)
     return rows
 
 
@@ -354,12 +357,7 @@ def bench_hnswlib(db, queries, truth, count: int, ms_: list[int], efc: int, efs:
         index.add_items(db, np.arange(len(db)), num_threads=os.cpu_count() or 1)
         return index
 
-    rows = []
-    for m in ms_:
-        index, build_s = timed(lambda m=m: build(m))
-        log(f"{tag} hnswlib M={m} built in {build_s} s")
-        rows += hnswlib_rows(index, m, efc, build_s, queries, truth, count, efs)
-    return rows
+    return hnsw_sweep("hnswlib", build, hnswlib_rows, ms_, efc, queries, truth, count, efs, tag)
 
 
 def best(rows: list[dict], target: float) -> dict | None:

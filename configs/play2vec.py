@@ -1,32 +1,23 @@
 """The play2vec baseline (Wang et al., KDD 2019) as TrajSV's Table II "play2vec(Mean)" uses it.
 
-  from trajsv_jax import config, play2vec
-  play2vec.train(config.load_config("configs/play2vec.py", ["--config.data_dir=DATA"]), "runs/play2vec")
+  trajsv train --config configs/play2vec.py --config.data_dir=DATA --workdir runs/play2vec
 
 A denoising token seq2seq autoencoder per clip (trajsv_jax/play2vec.py); the video vector is the mean of its clip
-vectors. Field names shared with configs/paper.py mean the same thing there. Sized for the bundled match on 2 CPU
-cores (~90 videos of 4 clips: batch 16, early stopping after 10 evaluations without a better validation loss).
+vectors. The data, length, validation, checkpoint and mesh fields are configs/demo.py's (the same training loop runs
+both: ~90 videos of 4 clips, batch 16, early stopping after 10 evaluations without a better validation loss); the
+triple-loss fields (variants, loss, init_from) do not apply and are left out.
 """
 
 import ml_collections
 
+from configs import demo
+
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.kind = "play2vec"  # trajsv_jax.embed.load_encoder dispatches on it
-    config.data_dir = "runs/skillcorner_2417/tfrecords"  # written by `trajsv dataset` (or `trajsv demo`)
-    config.train_split = "train"
-    config.val_split = "val"  # early stopping never looks at "test"
-    config.seed = 0
-
-    config.batch_size = 16  # global, over all devices and hosts
-    config.eval_batch_size = 16  # lowered to what the validation split holds
-    config.num_epochs = 40
-    config.max_steps = 0  # > 0 stops earlier, at this step
-    config.eval_every_steps = 0  # 0: at the end of every epoch
-    config.patience = 10  # evaluations without a better validation loss before stopping; 0 = never stop early
-    config.log_every_steps = 2
-    config.keep_checkpoints = 2  # the latest ones; the best by validation loss is kept as well
+    config = demo.get_config()
+    for field in ("variants", "loss", "init_from", "model", "optimizer"):
+        del config[field]
+    config.kind = "play2vec"  # trajsv_jax.train.train and trajsv_jax.embed.load_encoder dispatch on it
 
     config.optimizer = ml_collections.ConfigDict({"learning_rate": 1e-3, "clip_norm": 5.0})  # Adam
     # the noisy play the encoder reads: every position shifted by N(0, shift²) metres, then every sample (frame)
@@ -41,6 +32,4 @@ def get_config() -> ml_collections.ConfigDict:
             "hidden": 128,  # LSTM state of encoder and decoder: the clip vector
         }
     )
-    config.mesh = ml_collections.ConfigDict({"data": 0, "model": 1})  # data 0: all devices / model
-    config.shuffle_buffer = 256
     return config
