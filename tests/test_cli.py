@@ -59,12 +59,28 @@ def test_info_reports_the_store(demo_run, capsys):
         (["ingest", "skillcorner", "raw_data"], "expected KEY=FILE"),
         (["tokenize", "/no/such/store"], "not a trajectory store"),
         (["dataset", "/no/such/store", "--out", "/tmp/x"], "not a trajectory store"),
+        (["index", "--embeddings", "/no/such/embeddings"], "/no/such/embeddings: no embeddings (no index.json)"),
+        (["evaluate", "retrieval", "--workdir", "/no/such/run"], "/no/such/run: not a training run"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "retrieval", "--deltas", "0.5,abc"], "'0.5,abc': expected comma-separated floats"),
+        (["evaluate", "ablations", "--seeds", "x"], "'x': expected comma-separated ints"),
+    ],
+)
+def test_bad_number_lists_are_argparse_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
 
 
 def test_dataset_before_tokenize_says_what_to_run(tmp_path, bundled_source, capsys):

@@ -154,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _numbers(kind: type):
+    """argparse type: a comma-separated list of `kind` as a tuple; a bad item is argparse's one-line error."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s") from None
+
+    return parse
+
+
 def _retrieval_parsers(sub) -> None:
     from trajsv_jax import experiments
 
@@ -204,11 +216,13 @@ def _retrieval_parsers(sub) -> None:
     p.add_argument("--checkpoint", default="best", help="retrieval: best, latest or a step")
     p.add_argument("--split", default="test", help="the held-out split that is database and queries")
     p.add_argument("--seed", type=int, default=0, help="seed of the queries' noise (the same for every method)")
-    p.add_argument("--deltas", default="0.5,0.55,0.6", help="noise rates of the queries, comma-separated")
+    p.add_argument(
+        "--deltas", type=_numbers(float), default="0.5,0.55,0.6", help="noise rates of the queries, comma-separated"
+    )
     p.add_argument(
         "--out", default=None, help="output directory (retrieval: WORKDIR/retrieval; studies: runs/experiments)"
     )
-    p.add_argument("--seeds", default="0,1,2", help="studies: model seeds, comma-separated")
+    p.add_argument("--seeds", type=_numbers(int), default="0,1,2", help="studies: model seeds, comma-separated")
     p.add_argument("--only", default="", help="studies: only methods whose name contains this")
 
 
@@ -279,20 +293,18 @@ def retrieval_command(a: argparse.Namespace, overrides: list[str]) -> None:
             tracking = {"provider": a.tracking[0], "files": _parse_files(a.tracking[1:])}
         print(search.report(search.search(a.index, a.video_id, tracking, a.k, a.plot)))
     else:
-        deltas = tuple(float(x) for x in a.deltas.split(","))
-        protocol = evaluate.Protocol(deltas=deltas, split=a.split, seed=a.seed)
+        protocol = evaluate.Protocol(deltas=a.deltas, split=a.split, seed=a.seed)
         if a.study == "retrieval":
             checkpoint = int(a.checkpoint) if a.checkpoint.isdigit() else a.checkpoint
             result = evaluate.evaluate(a.workdir, a.data, protocol, checkpoint)
             print(evaluate.report(result))
             print("\n".join(evaluate.write(result, a.out or f"{a.workdir.rstrip('/')}/retrieval")))
         else:
-            seeds = tuple(int(x) for x in a.seeds.split(","))
             out = a.out or "runs/experiments"
             if a.study == "transfer":
-                result = experiments.run_transfer(out, seeds, overrides, protocol)
+                result = experiments.run_transfer(out, a.seeds, overrides, protocol)
             else:
-                result = experiments.run_study(a.study, out, seeds, a.only, overrides, protocol)
+                result = experiments.run_study(a.study, out, a.seeds, a.only, overrides, protocol)
             print(result["table"])
             print("\n".join(result["files"]))
 

@@ -206,5 +206,7 @@ def report(index: dict[str, Any]) -> str:
 def read_embeddings(out: str | os.PathLike) -> dict[str, Any]:
     """The arrays and index written by `embed`."""
     out = Path(out)
+    if not (out / "index.json").exists():
+        raise UserError(f"{out}: no embeddings (no index.json). Write them with `trajsv embed --out {out}`.")
     index = json.loads((out / "index.json").read_text())
     return {"index": index, **{name: np.load(out / file) for name, file in index["files"].items()}}
