@@ -6,7 +6,8 @@ replaced at rate δ (`variants.intra_clip`, then `variants.inter_clip`, then re-
 query is its original. Metrics: HR@1 (the original is the top hit) and MRR (mean of 1 / rank of the original).
 
 - Replacements come from the other videos of the same pool (the whole split, in blocks of `pool` videos), drawn
-  with a fixed seed per δ, so every method sees the same queries.
+  with `seed` folded with the δ's position in `deltas` and the block's start, so every method evaluated with the
+  same `deltas` sees the same queries (a different list, e.g. (0.5, 0.6), draws other queries for 0.6).
 - Database and queries are re-tokenized with the run's own vocabulary, so a run can be evaluated on data tokenized
   with another vocabulary (transfer) and the original and its variant are tokenized the same way.
 - Search: a ScaNN index over the database (`retrieval.build_index`, settings by database size). The ranking is
