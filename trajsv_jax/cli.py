@@ -17,6 +17,8 @@ examples:
   trajsv demo                                     # the bundled real match: ingest, tokenize, tf.data shards, picture
   trajsv ingest                                   # bundled SkillCorner match -> runs/skillcorner_2417/store
   trajsv ingest tracab meta_data=meta.xml raw_data=tracking.dat --out my_store
+  trajsv preprocess clip.mp4 --landmarks pitch.xml --out runs/video/store   # broadcast video -> store
+  trajsv features runs/video/store                # a 512-d frozen visual vector per clip (--onnx, --soccernet)
   trajsv tokenize runs/skillcorner_2417/store     # vocabulary + token ids per clip, saved in the store
   trajsv dataset runs/skillcorner_2417/store --out runs/skillcorner_2417/tfrecords
   trajsv info runs/skillcorner_2417/store
@@ -100,6 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pitch-length", type=float, default=None, help="metres, for files without a pitch size")
     p.add_argument("--pitch-width", type=float, default=None, help="metres, for files without a pitch size")
     _clip_args(p)
+
+    p = sub.add_parser(
+        "preprocess",
+        help="broadcast video -> main-camera clips -> calibration -> tracking -> trajectory store",
+        description="The video front end (paper IV-A) with OpenCV: classify each frame's camera view and keep "
+        "main-camera runs of at least --min-clip-seconds as clips; calibrate the image -> pitch mapping from pitch "
+        "landmarks (with lens distortion) or an imported calibration; detect players and ball (weight-free "
+        "pitch-colour detector, or your ONNX detector), track them (Kalman + Hungarian, ByteTrack's two stages), "
+        "project the foot points onto the 105 x 68 m pitch and add the result to the store as `trajsv ingest` "
+        "does. Writes tracks_frame.png and trajectories.png for a visual check. Nothing is written on failure.",
+        epilog="example:\n  trajsv preprocess left_camera.mp4 --landmarks left_keypoints.xml --out runs/video/store",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("video", type=Path, help="video file OpenCV can decode (mp4/mkv/avi; H.264, HEVC, ...)")
+    p.add_argument(
+        "--landmarks", type=Path, default=None, help="pitch landmarks: CVAT XML (labels '(x,y)' in metres) or JSON"
+    )
+    p.add_argument(
+        "--calibration", type=Path, default=None, help="instead of landmarks: a homography or SoccerNet camera JSON"
+    )
+    p.add_argument("--distortion", choices=("auto", "none", "radial"), default="auto", help="lens model (landmarks)")
+    p.add_argument(
+        "--refine-lines",
+        action="store_true",
+        help="fit the landmark / imported view to the painted lines of the first frame (refused where they disagree)",
+    )
+    p.add_argument("--detector", type=Path, default=None, help="ONNX detector (YOLOv8-style); default: weight-free")
+    p.add_argument("--height", type=int, default=720, help="analyse frames downscaled to this many rows (0: native)")
+    p.add_argument("--out", type=Path, default=Path("runs/video/store"), help="store directory (created if needed)")
+    p.add_argument("--source-id", default=None, help="name of the source in the store (default: video_<file name>)")
+    p.add_argument("--plots", type=Path, default=None, help="folder for the pictures (default: next to the store)")
+    p.add_argument("--min-pitch-share", type=float, default=None, help="main camera: least share of grass pixels")
+    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames (a quick look)")
+    _clip_args(p)
+
+    from trajsv_jax.video import features as features_lib
+
+    features_lib.add_parser(sub)
 
     p = sub.add_parser("tokenize", help="segment matrices + Jaccard vocabulary for every clip of a store")
     p.add_argument("store", type=Path)
@@ -327,6 +367,14 @@ def run(a: argparse.Namespace, overrides: list[str]) -> None:
         files = _parse_files(a.files)
         report = prepare.ingest(a.provider, files, a.out, a.source_id, _clip_config(a), not a.kloppy, **pitch_size)
         print(report)
+    elif a.command == "preprocess":
+        from trajsv_jax.video import preprocess
+
+        print(preprocess.command(a, _clip_config(a)))
+    elif a.command == "features":
+        from trajsv_jax.video import features
+
+        features.run(a)
     elif a.command == "tokenize":
         print(prepare.tokenize(a.store, a.cell, a.segment_seconds, a.threshold, a.approximate, a.vocabulary))
     elif a.command == "dataset":

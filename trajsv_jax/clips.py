@@ -1,9 +1,9 @@
 """Frames → clips → videos, as the paper cuts broadcast video (section IV-A, VI-A (2)).
 
 A clip is a run of consecutive main-camera frames: frames where at least one object is on the pitch, never across a
-period boundary or a time gap. Runs shorter than 0.4 s are dropped; runs longer than m segments are split into
-near-equal pieces (never truncated). A video is a run of up to n consecutive clips of one period. Every object-frame
-or clip that is removed is counted in a `Drops` report.
+period boundary, a time gap or (for video) a shot boundary. Runs shorter than 0.4 s are dropped; runs longer than m
+segments are split into near-equal pieces (never truncated). A video is a run of up to n consecutive clips of one
+period. Every object-frame or clip that is removed is counted in a `Drops` report.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Frames:
     pitch_length: float
     pitch_width: float
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    shot: np.ndarray | None = None  # [F] int32 camera shot of a video frame: a clip never spans a shot boundary
 
 
 @dataclasses.dataclass
@@ -75,10 +76,14 @@ def clean_positions(frames: Frames, margin: float = 0.0) -> tuple[np.ndarray, Dr
     return pos, Drops(nan_coordinates=int(half.sum()), off_pitch=int(outside.sum()))
 
 
-def runs(detected: np.ndarray, period: np.ndarray, timestamp: np.ndarray, max_gap: float) -> np.ndarray:
-    """[R, 2] (start, stop) frame ranges of consecutive detected frames within a period and without time gaps."""
+def runs(
+    detected: np.ndarray, period: np.ndarray, timestamp: np.ndarray, max_gap: float, shot: np.ndarray | None = None
+) -> np.ndarray:
+    """[R, 2] (start, stop) frame ranges of consecutive detected frames within a period (and shot), without gaps."""
     cut = np.ones(len(detected), bool)  # frame i cannot continue a run from frame i - 1
     cut[1:] = (period[1:] != period[:-1]) | (np.diff(timestamp) > max_gap)
+    if shot is not None:
+        cut[1:] |= shot[1:] != shot[:-1]
     prev_detected = np.concatenate([[False], detected[:-1]])
     starts = np.flatnonzero(detected & (cut | ~prev_detected))
     ends = np.append(np.flatnonzero(~detected | cut), len(detected))
@@ -99,7 +104,8 @@ def clip_ranges(frames: Frames, positions: np.ndarray, config: ClipConfig) -> tu
     max_frames = round(config.max_segments * config.segment_seconds * frames.fps)
     min_frames = config.min_seconds * frames.fps - 1e-6
     ranges: list[tuple[int, int]] = []
-    for start, stop in runs(detected, frames.period, frames.timestamp, config.fps_tolerance / frames.fps):
+    max_gap = config.fps_tolerance / frames.fps
+    for start, stop in runs(detected, frames.period, frames.timestamp, max_gap, frames.shot):
         if stop - start < min_frames:
             drops.short_clips += 1
             drops.short_clip_frames += int(stop - start)

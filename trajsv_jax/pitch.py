@@ -7,6 +7,7 @@ goal at x = -L/2). L and W are the file's own pitch dimensions; the grid (tokeni
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -50,3 +51,34 @@ def off_pitch(positions: np.ndarray, length: float, width: float, margin: float 
     x, y = positions[..., 0], positions[..., 1]
     with np.errstate(invalid="ignore"):
         return (np.abs(x) > length / 2 + margin) | (np.abs(y) > width / 2 + margin)
+
+
+def markings(length: float = PITCH_LENGTH, width: float = PITCH_WIDTH, step: float = 0.5) -> list[np.ndarray]:
+    """The painted lines of a pitch (IFAB dimensions) as polylines [P, 2] in centred metres, one point every `step` m.
+
+    Dense points let a lens-distorted camera model bend them: plots draw them, the video front end masks them out.
+    """
+    hl, hw = length / 2, width / 2
+
+    def segment(a: tuple[float, float], b: tuple[float, float]) -> np.ndarray:
+        n = max(2, math.ceil(math.dist(a, b) / step) + 1)
+        return np.linspace(a, b, n)
+
+    def arc(centre: tuple[float, float], radius: float, start: float, stop: float) -> np.ndarray:
+        angles = np.linspace(start, stop, max(8, math.ceil(radius * abs(stop - start) / step) + 1))
+        return np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)], axis=1)
+
+    def rectangle(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        return np.concatenate([segment(a, b)[:-1] for a, b in itertools.pairwise(corners)] + [np.array([corners[0]])])
+
+    lines = [rectangle(-hl, -hw, hl, hw), segment((0, -hw), (0, hw)), arc((0, 0), 9.15, 0, 2 * math.pi)]
+    for side in (-1, 1):
+        goal_line = side * hl
+        lines.append(rectangle(goal_line, -20.16, goal_line - side * 16.5, 20.16))
+        lines.append(rectangle(goal_line, -9.16, goal_line - side * 5.5, 9.16))
+        spot = goal_line - side * 11.0
+        half_angle = math.acos(5.5 / 9.15)  # the arc outside the penalty area: 16.5 m - 11 m = 5.5 m from the spot
+        facing = 0.0 if side < 0 else math.pi
+        lines.append(arc((spot, 0.0), 9.15, facing - half_angle, facing + half_angle))
+    return lines

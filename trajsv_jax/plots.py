@@ -25,15 +25,11 @@ ROLE_COLOURS = {
 
 
 def draw_pitch(ax: plt.Axes, length: float = pitch.PITCH_LENGTH, width: float = pitch.PITCH_WIDTH) -> None:
-    """Markings of a football pitch in centred metres (IFAB dimensions)."""
+    """Markings of a football pitch in centred metres (IFAB dimensions, `pitch.markings`)."""
     hl, hw = length / 2, width / 2
-    line = {"color": "#555555", "lw": 0.8, "fill": False}
-    ax.add_patch(patches.Rectangle((-hl, -hw), length, width, **line))
-    ax.plot([0, 0], [-hw, hw], color="#555555", lw=0.8)
-    ax.add_patch(patches.Circle((0, 0), 9.15, **line))
+    for line in pitch.markings(length, width):
+        ax.plot(line[:, 0], line[:, 1], color="#555555", lw=0.8)
     for side in (-1, 1):
-        ax.add_patch(patches.Rectangle((side * hl - (side > 0) * 16.5, -20.16), 16.5, 40.32, **line))
-        ax.add_patch(patches.Rectangle((side * hl - (side > 0) * 5.5, -9.16), 5.5, 18.32, **line))
         ax.plot(side * (hl - 11), 0, ".", color="#555555", ms=2)
     ax.set_xlim(-hl - 2, hl + 2)
     ax.set_ylim(-hw - 2, hw + 2)

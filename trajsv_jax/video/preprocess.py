@@ -1,0 +1,289 @@
+"""Broadcast video → a source in the trajectory store (paper IV-A): the whole front end in one pass over the frames.
+
+decode (downscaled to `height` rows) → per frame: camera-view cues and detections → main-camera clips (segment.py)
+→ one tracker per clip (track.py) → foot points through the calibration → centred metres → `store.source_from_frames`,
+the same path provider data takes, so `trajsv tokenize / dataset / train / embed` run on the result unchanged.
+Nothing is written until every stage has succeeded; every detection or frame left out is counted in the metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from trajsv_jax import clips, store
+from trajsv_jax.errors import UserError
+from trajsv_jax.video import calibrate, camera, decode, detect, segment, track, trajectories
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+    height: int | None = 720  # rows the frames are downscaled to before any analysis (None: native size)
+    view: segment.ViewConfig = dataclasses.field(default_factory=segment.ViewConfig)
+    detector: detect.PitchColourConfig = dataclasses.field(default_factory=detect.PitchColourConfig)
+    tracker: track.TrackerConfig = dataclasses.field(default_factory=track.TrackerConfig)
+    cleaning: trajectories.TrajectoryConfig = dataclasses.field(default_factory=trajectories.TrajectoryConfig)
+    clip: clips.ClipConfig = dataclasses.field(default_factory=clips.ClipConfig)
+
+
+@dataclasses.dataclass
+class FrontEndResult:
+    """What the front end produced, besides the source it wrote: enough to draw and report it."""
+
+    source: store.Source
+    drops: clips.Drops
+    segmentation: segment.Segmentation
+    calibration: Any  # calibrate.Calibration at the analysed frame size
+    tracks: list[track.Tracks]  # per analysed frame (empty outside clips)
+    frame_size: tuple[int, int]
+    seconds: dict[str, float]  # wall time per stage
+    counts: dict[str, int]
+
+
+def load_calibration(info: decode.VideoInfo, landmarks: Path | None, calibration: Path | None, distortion: str):
+    """The calibration at the video's native size, from landmarks (fitted) or an imported calibration file."""
+    if (landmarks is None) == (calibration is None):
+        raise UserError(
+            f"{info.path}: give exactly one of --landmarks (pitch landmarks: CVAT XML or JSON) or --calibration "
+            "(a homography / SoccerNet camera JSON); --refine-lines then fits that view to the painted lines."
+        )
+    if landmarks is not None:
+        points = calibrate.read_landmarks(landmarks)
+        fitted = calibrate.fit(points, distortion=distortion)
+    else:
+        fitted = camera.read_calibration(calibration)
+    size = fitted.image_size
+    if size is not None and tuple(size) != (info.width, info.height):
+        factor = info.width / size[0]
+        if abs(info.height / size[1] - factor) > 1e-3:
+            raise UserError(
+                f"{landmarks or calibration}: made for {size[0]}x{size[1]} images, but {info.path} is "
+                f"{info.width}x{info.height} (another aspect ratio). Annotate a frame of this video."
+            )
+        fitted = fitted.scaled(factor)
+    return fitted
+
+
+def detector_for(onnx: Path | None, geometry, frame_size: tuple[int, int], config: PreprocessConfig, where: Path):
+    """The ONNX detector the user supplies, or the weight-free pitch-colour detector."""
+    if onnx is not None:
+        return detect.OnnxDetector(onnx, frame_size=frame_size, field=detect.field_mask(geometry, frame_size))
+    detector = detect.PitchColourDetector(geometry, frame_size, config.detector, config.view)
+    if not detector.field.any():
+        raise UserError(
+            f"{where}: no pitch visible: under this calibration the pitch lies outside the frame. Check that the "
+            "landmarks or calibration belong to this video."
+        )
+    return detector
+
+
+def run_front_end(
+    video: str | os.PathLike,
+    *,
+    landmarks: Path | None = None,
+    calibration: Path | None = None,
+    onnx_detector: Path | None = None,
+    distortion: str = "auto",
+    refine_lines: bool = False,
+    config: PreprocessConfig | None = None,
+    source_id: str | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> FrontEndResult:
+    """Run every stage on the first `max_frames` frames (all by default) of `video`; the source is not yet written.
+
+    refine_lines: fit the calibration to the painted lines of the first frame (camera.refine_with_lines), starting
+    from the landmarks' or imported view; a UserError where the lines do not confirm a refined view.
+    """
+    config = config or PreprocessConfig()
+    info = decode.probe(video)
+    fitted = load_calibration(info, landmarks, calibration, distortion)
+    size = decode.scaled_size(info, config.height)
+    geometry = fitted.scaled(size[0] / info.width)
+    line_fit = None
+    if refine_lines:
+        _, first = next(decode.frames(info.path, config.height, stop=1))
+        geometry, line_fit = camera.refine_with_lines(first, geometry)
+    detector = detector_for(onnx_detector, geometry, size, config, info.path)
+    view = segment.ViewClassifier(config.view)
+    detections: list[detect.Detections] = []
+    seconds = dict.fromkeys(("decode", "segment", "detect", "track", "project"), 0.0)
+    total = min(filter(None, (info.frame_count, max_frames)), default=None)
+    frames = decode.frames(info.path, config.height, stop=max_frames)
+    bar = tqdm(total=total, desc=f"preprocess {info.path.name}", unit="frame", disable=not progress)
+    while True:
+        t0 = time.perf_counter()
+        item = next(frames, None)
+        t1 = time.perf_counter()
+        if item is None:
+            break
+        view.add(item[1])
+        t2 = time.perf_counter()
+        detections.append(detector(item[1]))
+        t3 = time.perf_counter()
+        seconds["decode"] += t1 - t0
+        seconds["segment"] += t2 - t1
+        seconds["detect"] += t3 - t2
+        bar.update()
+    bar.close()
+    segmentation = segment.segment(view.cues(), info.fps, config.view, config.clip.min_seconds)
+    if not segmentation.clips:
+        counts = ", ".join(f"{k} {v}" for k, v in segmentation.counts().items())
+        raise UserError(
+            f"{info.path}: no main-camera clip of at least {config.clip.min_seconds} s ({counts}): the pitch is not "
+            "visible long enough. Check the video, or loosen the view thresholds (--min-pitch-share)."
+        )
+    t0 = time.perf_counter()
+    tracks = [track.Tracks.empty() for _ in detections]
+    for start, stop in segmentation.clips:
+        tracker = track.Tracker(config.tracker)
+        for f in range(start, stop):
+            tracks[f] = tracker.update(detections[f])
+    seconds["track"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frames_data, cleaning = to_frames(tracks, segmentation, geometry, info, config.cleaning)
+    source, drops = store.source_from_frames(
+        frames_data, store.safe_source_id(source_id or f"video_{info.path.stem}"), config.clip
+    )
+    seconds["project"] = time.perf_counter() - t0
+    if source.num_clips == 0:
+        raise UserError(
+            f"{info.path}: main-camera clips were found but no tracked object stayed on the pitch long enough "
+            f"({drops.as_dict()}). Check the calibration (objects may project off the pitch)."
+        )
+    counts = {
+        "frames": len(detections),
+        "detections": int(sum(len(d) for d in detections)),
+        "ball_detections": int(sum((d.labels == detect.LABEL_BALL).sum() for d in detections)),
+        "detections_off_field": int(getattr(detector, "off_field", 0)),
+        "frames_without_grass": int(getattr(detector, "no_grass_frames", 0)),
+        "tracked_boxes": int(sum(len(t) for t in tracks)),
+        "tracks": len({int(i) for t in tracks for i in t.ids}),
+        **cleaning,
+        **{f"segmentation_{k}": v for k, v in segmentation.counts().items()},
+    }
+    source.metadata.update(
+        video=str(info.path.resolve()),
+        video_size=[info.width, info.height],
+        analysed_size=list(size),
+        codec=info.codec,
+        calibration=geometry.to_json(),  # at the analysed size
+        calibration_summary=fitted.summary(),
+        line_refinement=line_fit and line_fit.summary(),
+        detector=str(onnx_detector) if onnx_detector else "pitch-colour (weight-free)",
+        front_end_counts=counts,
+        front_end_seconds=seconds,
+    )
+    return FrontEndResult(source, drops, segmentation, geometry, tracks, size, seconds, counts)
+
+
+def to_frames(
+    tracks: list[track.Tracks],
+    segmentation: segment.Segmentation,
+    geometry,
+    info: decode.VideoInfo,
+    config: trajectories.TrajectoryConfig,
+) -> tuple[clips.Frames, dict[str, int]]:
+    """Tracked foot points → clean trajectories (trajectories.py) in clips.Frames: one object per kept track id."""
+    rows = [
+        (f, t.ids, t.labels, detect.Detections(t.boxes, t.scores, t.labels).foot_points()) for f, t in enumerate(tracks)
+    ]
+    ids = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
+    unique, column = np.unique(ids, return_inverse=True)
+    labels = np.zeros(len(unique), np.int8)
+    labels[column] = np.concatenate([r[2] for r in rows])
+    frame_of = np.concatenate([np.full(len(r[1]), r[0]) for r in rows]).astype(np.int64)
+    feet = np.concatenate([r[3] for r in rows]).reshape(-1, 2)
+    positions = np.full((len(tracks), len(unique), 2), np.nan, np.float32)
+    metres_per_pixel = np.full((len(tracks), len(unique)), np.nan, np.float32)
+    if len(feet):
+        ground = geometry.image_to_pitch(feet.astype(np.float64))
+        positions[frame_of, column] = ground
+        steps = [np.linalg.norm(geometry.image_to_pitch(feet + d) - ground, axis=1) for d in ((1, 0), (0, 1))]
+        metres_per_pixel[frame_of, column] = np.maximum(*steps)
+    roles = np.where(labels == detect.LABEL_BALL, clips.ROLE_BALL, clips.ROLE_OTHER).astype(np.int8)
+    positions, kept, counts = trajectories.clean(positions, roles, info.fps, metres_per_pixel, config)
+    roles, unique = roles[kept], unique[kept]
+    index = np.arange(len(tracks))
+    frames = clips.Frames(
+        positions=positions,
+        frame_id=index.astype(np.int64),
+        period=np.ones(len(tracks), np.int16),
+        timestamp=index / info.fps,
+        object_role=roles,
+        object_id=np.array(
+            [f"{'ball' if r == clips.ROLE_BALL else 'track'}_{i}" for r, i in zip(roles, unique, strict=True)]
+        ),
+        fps=info.fps,
+        pitch_length=105.0,
+        pitch_width=68.0,
+        metadata={"provider": "video", "files": {"video": str(info.path)}},
+        shot=np.where(segmentation.main_camera, segmentation.shot, -1).astype(np.int32),
+    )
+    return frames, counts
+
+
+def preprocess(video: str | os.PathLike, out_store: str | os.PathLike, **kwargs) -> FrontEndResult:
+    """Run the front end and add its source to `out_store` (written only when every stage succeeded)."""
+    result = run_front_end(video, **kwargs)
+    store.write_source(out_store, result.source)
+    return result
+
+
+def report(result: FrontEndResult, store_path: Path, pictures: list[Path]) -> str:
+    """A few lines for the terminal: what was found, what was dropped, how fast each stage ran."""
+    c, s, source = result.counts, result.seconds, result.source
+    frames = max(c["frames"], 1)
+    speed = ", ".join(f"{k} {frames / v:.0f} fps" for k, v in s.items() if v > 0)
+    drops = ", ".join(f"{k} {v}" for k, v in result.drops.as_dict().items() if v)
+    return "\n".join(
+        [
+            f"{source.source_id} -> {store_path}: {source.num_clips} clips, {source.num_objects} tracked objects, "
+            f"{int(source.clip_lengths().sum())} frames at {source.fps:g} fps",
+            f"  calibration: {source.metadata['calibration_summary']}",
+            *(f"  line refinement: {r}" for r in [source.metadata["line_refinement"]] if r),
+            f"  segmentation: {c['segmentation_main_camera_frames']}/{c['frames']} frames main camera, "
+            f"{c['segmentation_shots']} shots, {c['segmentation_clips']} clips, "
+            f"{c['segmentation_short_runs_dropped']} runs under the minimum dropped",
+            f"  detection: {c['detections']} boxes ({c['ball_detections']} ball), "
+            f"{c['detections_off_field']} candidates off the pitch dropped; tracking: {c['tracks']} tracks, "
+            f"{c['tracked_boxes']} tracked boxes",
+            f"  on the pitch: {c['implausible_jumps_removed']} implausible jumps removed, "
+            f"{c['gap_points_interpolated']} gap points filled, {c['short_tracks_removed']} tracks seen too briefly "
+            f"removed ({c['short_track_points_removed']} points)",
+            f"  dropped on the way to clips: {drops or 'nothing'}",
+            f"  speed at {result.frame_size[0]}x{result.frame_size[1]}: {speed}; "
+            f"whole front end {frames / sum(s.values()):.1f} fps",
+            *(f"  picture: {p}" for p in pictures),
+        ]
+    )
+
+
+def command(args, clip_config: clips.ClipConfig) -> str:
+    """`trajsv preprocess`: run, write the source, draw the pictures, report."""
+    from trajsv_jax.video import pictures
+
+    view = segment.ViewConfig()
+    if args.min_pitch_share is not None:
+        view = dataclasses.replace(view, min_pitch_share=args.min_pitch_share)
+    config = PreprocessConfig(height=args.height or None, view=view, clip=clip_config)
+    result = preprocess(
+        args.video,
+        args.out,
+        landmarks=args.landmarks,
+        calibration=args.calibration,
+        onnx_detector=args.detector,
+        distortion=args.distortion,
+        refine_lines=args.refine_lines,
+        config=config,
+        source_id=args.source_id,
+        max_frames=args.max_frames,
+    )
+    folder = args.plots or Path(args.out).parent / f"{result.source.source_id}_pictures"
+    return report(result, args.out, pictures.save_pictures(result, folder))
