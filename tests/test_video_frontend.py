@@ -194,3 +194,31 @@ def test_cli_preprocess_reports_one_line_for_a_missing_video(tmp_path, capsys):
     code = cli.main(["preprocess", str(tmp_path / "nope.mp4"), "--landmarks", "x.xml", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nope.mp4" in err[0]
+
+
+def test_preprocessed_video_trains_and_embeds_beside_the_bundled_match(bundled_source, tmp_path, capsys):
+    """The video's source in the same store as a provider match: tokenize, dataset, train and embed take it."""
+    from conftest import tiny_model_overrides
+
+    from trajsv_jax import embed
+
+    out = tmp_path / "store"
+    store.write_source(out, bundled_source)
+    pre.preprocess(
+        shared_path(VIDEO), out, landmarks=shared_path(LANDMARKS), source_id="left", max_frames=100, progress=False
+    )
+    prepare.tokenize(out)
+    prepare.dataset(out, tmp_path / "tfrecords", clips_per_video=4, shards=2, val_fraction=0.1)
+    run = tmp_path / "run"
+    overrides = [*tiny_model_overrides(tmp_path / "tfrecords"), "--config.max_steps=2", "--config.eval_every_steps=2"]
+    assert cli.main(["train", "--config", "configs/demo.py", "--workdir", str(run), *overrides]) == 0
+    assert cli.main(["embed", "--workdir", str(run), "--split", "test", "--checkpoint", "latest"]) == 0
+    capsys.readouterr()
+    embedded = embed.read_embeddings(run / "embeddings" / "test")
+    sources = embedded["index"]["sources"]
+    video_source = sources.index("left")
+    rows = embedded["clip_index"][:, 2] == video_source
+    assert rows.any()  # the video's clips were embedded, as finite vectors
+    assert np.isfinite(embedded["clips"][rows]).all()
+    video_ids = set(embedded["clip_index"][rows, 0].tolist())
+    assert np.isfinite(embedded["videos"][np.isin(embedded["video_ids"], list(video_ids))]).all()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,6 +15,8 @@ from trajsv_jax import pitch
 from trajsv_jax.errors import UserError
 
 LABEL_BALL, LABEL_PERSON = 0, 1
+REBUILD_PX = 3.0  # a new calibration that moves the view by more (px at the analysed size) redraws a detector's masks
+VIEW_POINTS = np.concatenate(pitch.markings(step=2.0))  # where the view is measured: the painted lines, every 2 m
 
 
 @dataclasses.dataclass
@@ -53,16 +57,70 @@ class PitchColourConfig:
     line_mask_metres: float = 0.3  # painted lines are masked this wide on each side of their centre line
     pitch_margin: float = 2.0  # metres around the lines where feet still count (throw-ins, corners)
     min_grass_share: float = 0.5  # of the visible pitch area: below it the frame does not show this view's grass
+    rebuild_px: float = REBUILD_PX  # set_geometry redraws the masks when the view moved by more (px)
 
 
-class PitchColourDetector:
+class _FollowsView(abc.ABC):
+    """A detector whose masks are drawn from the calibration (`_draw`) and follow a moving camera (`set_geometry`).
+
+    Drawing them takes about 20 ms at 720p, more than detecting, while a panning camera moves the view by a few pixels a
+    frame: the masks are redrawn only when the view has moved by more than `rebuild_px` since they were drawn.
+    """
+
+    frame_size: tuple[int, int]
+    rebuild_px: float
+    geometry: Any = None  # the calibration of the current frames
+    rebuilds: int = 0  # times set_geometry redrew the masks
+    _drawn: tuple[np.ndarray, np.ndarray] | None = None  # VIEW_POINTS' pixels and visibility when they were drawn
+
+    @abc.abstractmethod
+    def _draw(self, geometry) -> None:
+        """Draw the masks for `geometry`."""
+
+    def _adopt(self, geometry) -> None:
+        self.geometry = geometry
+        self._drawn = _view(geometry, self.frame_size)
+        self._draw(geometry)
+
+    def set_geometry(self, geometry) -> bool:
+        """Use `geometry` (a calibration at the frame size) from the next frame on; True if the masks were redrawn."""
+        if geometry is self.geometry and self._drawn is not None:  # a static camera's: nothing to measure (0.5 ms)
+            return False
+        self.geometry = geometry
+        if self._drawn is not None and self.view_shift(geometry) <= self.rebuild_px:
+            return False
+        self._adopt(geometry)
+        self.rebuilds += 1
+        return True
+
+    def view_shift(self, geometry) -> float:
+        """How far (px) `geometry` moves the painted lines seen in the frame from where the masks were drawn.
+
+        The largest move of a line point seen under either calibration; infinite when one loses it behind the camera.
+        """
+        if self._drawn is None:
+            return np.inf
+        (before, seen_before), (after, seen_after) = self._drawn, _view(geometry, self.frame_size)
+        seen = seen_before | seen_after
+        moves = np.nan_to_num(np.linalg.norm(after[seen] - before[seen], axis=1), nan=np.inf)
+        return float(moves.max(initial=0.0))
+
+
+def _view(geometry, frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """VIEW_POINTS' image pixels under `geometry` and whether the frame shows them (`_round_trips`)."""
+    pixels = geometry.pitch_to_image(VIEW_POINTS)
+    return pixels, _round_trips(geometry, VIEW_POINTS, pixels, frame_size)
+
+
+class PitchColourDetector(_FollowsView):
     """Weight-free players and ball: pixels that are neither grass nor painted line, grouped into blobs.
 
     Grass is found by colour (`segment.pitch_mask`); the painted lines are known from the calibration and masked out;
     what remains on the pitch is people, the ball, and clutter. A blob is scored as a person by how well its height
     matches a 1.8 m person standing at its foot point (the calibration gives the pixels per metre there), so partial or
     merged blobs get low scores that the tracker's second, low-confidence stage can still use. Small round white blobs
-    are ball candidates. `geometry` is the calibration scaled to the frames given (`pitch_to_image`, `image_to_pitch`).
+    are ball candidates. `geometry` is the calibration scaled to the frames given (`pitch_to_image`, `image_to_pitch`);
+    a moving camera gives each frame its own with `set_geometry`.
     """
 
     def __init__(self, geometry, frame_size: tuple[int, int], config: PitchColourConfig | None = None, view=None):
@@ -70,14 +128,16 @@ class PitchColourDetector:
 
         self.config = config or PitchColourConfig()
         self.view = view or segment.ViewConfig()
-        self.geometry = geometry
-        width, height = frame_size
-        self.field, self.search, self.lines = _masks(geometry, (width, height), self.config)
+        self.frame_size, self.rebuild_px = frame_size, self.config.rebuild_px
+        self._adopt(geometry)
         self.off_field = 0  # detections whose foot point is off the pitch (+ margin): dropped, counted
         self.no_grass_frames = 0  # frames skipped: the calibrated pitch area is not grass (another view, a fade)
-        self._field_pixels = max(1, cv2.countNonZero(self.field))
         self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+    def _draw(self, geometry) -> None:
+        self.field, self.search, self.lines = _masks(geometry, self.frame_size, self.config)
+        self._field_pixels = max(1, cv2.countNonZero(self.field))
 
     def __call__(self, frame: np.ndarray) -> Detections:
         from trajsv_jax.video import segment
@@ -236,12 +296,13 @@ def _masks(geometry, frame_size: tuple[int, int], config: PitchColourConfig):
     return field, search, lines
 
 
-class OnnxDetector:
+class OnnxDetector(_FollowsView):
     """A detector the user supplies as ONNX (YOLOv8-style export), run through OpenCV's dnn module.
 
     The model takes [1, 3, S, S] RGB in [0, 1] (letterboxed) and returns [1, 4 + C, N] or [1, N, 4 + C] rows of
     (cx, cy, w, h, C class scores) in input pixels, as `yolo export format=onnx` writes. COCO's classes are the
     default: person 0, sports ball 32. Boxes go through per-class NMS; feet outside `field` are dropped and counted.
+    The field mask is given (`field`), or drawn from a calibration (`geometry`, or the first `set_geometry`).
     """
 
     def __init__(
@@ -254,7 +315,11 @@ class OnnxDetector:
         ball_class: int = 32,
         min_score: float = 0.1,
         nms_iou: float = 0.6,
+        geometry=None,
+        rebuild_px: float = REBUILD_PX,
     ):
+        if field is not None and geometry is not None:
+            raise ValueError("give the field mask or the geometry to draw it from, not both")
         self.path = Path(path)
         if not self.path.is_file():
             raise UserError(f"{self.path}: no such ONNX model file. Check the path given to --detector.")
@@ -263,11 +328,16 @@ class OnnxDetector:
         except cv2.error as e:
             message = " ".join(str(e).split())[-160:]
             raise UserError(f"{self.path}: OpenCV cannot load this ONNX model ({message}). Re-export it.") from None
-        self.frame_size, self.field, self.input_size = frame_size, field, input_size
+        self.frame_size, self.field, self.input_size, self.rebuild_px = frame_size, field, input_size, rebuild_px
+        if geometry is not None:
+            self._adopt(geometry)
         self.classes = {person_class: LABEL_PERSON, ball_class: LABEL_BALL}
         self.min_score, self.nms_iou = min_score, nms_iou
         self.off_field = 0
         self.scale = min(input_size / frame_size[0], input_size / frame_size[1])
+
+    def _draw(self, geometry) -> None:
+        self.field = field_mask(geometry, self.frame_size)
 
     def __call__(self, frame: np.ndarray) -> Detections:
         resized = cv2.resize(frame, (round(frame.shape[1] * self.scale), round(frame.shape[0] * self.scale)))

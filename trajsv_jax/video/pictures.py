@@ -8,37 +8,46 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
-from trajsv_jax import pitch, plots
+from trajsv_jax import clips, pitch, plots
 from trajsv_jax.video import decode, detect
 from trajsv_jax.video.preprocess import FrontEndResult
 
 TRAIL_FRAMES = 50  # how much of each track's past the frame picture shows (2 s at 25 fps)
 
 
-def _colour(track_id: int) -> tuple[int, int, int]:
-    hue = (track_id * 47) % 180
-    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
-    return tuple(int(v) for v in bgr)
+def _bgr(colour: str) -> tuple[int, int, int]:
+    """A matplotlib '#rrggbb' colour as OpenCV's (b, g, r)."""
+    return tuple(int(colour[i : i + 2], 16) for i in (5, 3, 1))
+
+
+BALL_BGR = (0, 255, 255)  # yellow: black would not show on the grass
+
+
+def _colour(result: FrontEndResult, track_id: int, label: int) -> tuple[int, int, int]:
+    """The track's team colour, as in the pitch plots (plots.ROLE_COLOURS)."""
+    if label == detect.LABEL_BALL:
+        return BALL_BGR
+    return _bgr(plots.ROLE_COLOURS[result.team_of.get(track_id, clips.ROLE_OTHER)])
 
 
 def draw_tracks(result: FrontEndResult, frame: np.ndarray, index: int) -> np.ndarray:
-    """The frame with the projected pitch lines, each track's box and id, and its foot-point trail."""
+    """The frame with the projected pitch lines, each track's box and id, and its foot-point trail, by team."""
     canvas = frame.copy()
-    geometry, size = result.calibration, result.frame_size
+    geometry, size = result.calibrations[index], result.frame_size
     for line in pitch.markings():
         pixels = detect.visible_pixels(geometry, line, size)
         cv2.polylines(canvas, [np.round(pixels).astype(np.int32)], False, (255, 255, 0), 1, cv2.LINE_AA)
-    trails: dict[int, list[np.ndarray]] = {}
+    trails: dict[tuple[int, int], list[np.ndarray]] = {}
     for tracks in result.tracks[max(0, index - TRAIL_FRAMES) : index + 1]:
         feet = detect.Detections(tracks.boxes, tracks.scores, tracks.labels).foot_points()
-        for track_id, foot in zip(tracks.ids, feet, strict=True):
-            trails.setdefault(int(track_id), []).append(foot)
-    for track_id, points in trails.items():
+        for track_id, label, foot in zip(tracks.ids, tracks.labels, feet, strict=True):
+            trails.setdefault((int(track_id), int(label)), []).append(foot)
+    for (track_id, label), points in trails.items():
         line = np.round(np.array(points)).astype(np.int32)
-        cv2.polylines(canvas, [line], False, _colour(track_id), 2, cv2.LINE_AA)
+        cv2.polylines(canvas, [line], False, _colour(result, track_id, label), 2, cv2.LINE_AA)
     now = result.tracks[index]
     for track_id, box, label in zip(now.ids, now.boxes, now.labels, strict=True):
-        colour = (0, 255, 255) if label == detect.LABEL_BALL else _colour(int(track_id))
+        colour = _colour(result, int(track_id), int(label))
         x0, y0, x1, y1 = (int(v) for v in np.round(box))
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, 2)
         cv2.putText(canvas, str(track_id), (x0, y0 - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
@@ -65,7 +74,8 @@ def save_pictures(result: FrontEndResult, out_dir: str | Path) -> list[Path]:
     seconds = len(positions) / source.fps
     ax.set_title(
         f"{source.source_id}: {positions.shape[1]} tracked objects over {seconds:.1f} s (frames {start}-{stop - 1})\n"
-        "foot points through the calibration; dot = last position",
+        "foot points through the calibration; red / blue: the two kits, grey: other (referee, goalkeeper, unknown),"
+        " black: ball; dot = last position",
         fontsize=9,
     )
     pitch_png = Path(plots.save(fig, out / "trajectories.png"))

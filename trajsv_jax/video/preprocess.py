@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from trajsv_jax import clips, store
 from trajsv_jax.errors import UserError
-from trajsv_jax.video import calibrate, camera, decode, detect, segment, track, trajectories
+from trajsv_jax.video import calibrate, camera, decode, detect, segment, teams, track, trajectories
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +39,9 @@ class FrontEndResult:
     source: store.Source
     drops: clips.Drops
     segmentation: segment.Segmentation
-    calibration: Any  # calibrate.Calibration at the analysed frame size
+    calibrations: list[Any]  # per analysed frame, calibrate.Calibration at the analysed size (one object if static)
     tracks: list[track.Tracks]  # per analysed frame (empty outside clips)
+    team_of: dict[int, int]  # clips.ROLE_* of each player track id (teams.py)
     frame_size: tuple[int, int]
     seconds: dict[str, float]  # wall time per stage
     counts: dict[str, int]
@@ -73,7 +74,7 @@ def load_calibration(info: decode.VideoInfo, landmarks: Path | None, calibration
 def detector_for(onnx: Path | None, geometry, frame_size: tuple[int, int], config: PreprocessConfig, where: Path):
     """The ONNX detector the user supplies, or the weight-free pitch-colour detector."""
     if onnx is not None:
-        return detect.OnnxDetector(onnx, frame_size=frame_size, field=detect.field_mask(geometry, frame_size))
+        return detect.OnnxDetector(onnx, frame_size=frame_size, geometry=geometry)
     detector = detect.PitchColourDetector(geometry, frame_size, config.detector, config.view)
     if not detector.field.any():
         raise UserError(
@@ -113,7 +114,10 @@ def run_front_end(
     detector = detector_for(onnx_detector, geometry, size, config, info.path)
     view = segment.ViewClassifier(config.view)
     detections: list[detect.Detections] = []
-    seconds = dict.fromkeys(("decode", "segment", "detect", "track", "project"), 0.0)
+    torsos: list[list[np.ndarray]] = []  # per frame and detection: the torso's shirt pixels (teams.py)
+    calibrations: list[calibrate.Calibration] = []  # per frame: the camera tracker's (the same object while static)
+    camera_tracker = camera.CameraTracker(geometry)
+    seconds = dict.fromkeys(("decode", "segment", "camera", "detect", "teams", "track", "project"), 0.0)
     total = min(filter(None, (info.frame_count, max_frames)), default=None)
     frames = decode.frames(info.path, config.height, stop=max_frames)
     bar = tqdm(total=total, desc=f"preprocess {info.path.name}", unit="frame", disable=not progress)
@@ -125,11 +129,17 @@ def run_front_end(
             break
         view.add(item[1])
         t2 = time.perf_counter()
+        calibrations.append(camera_tracker.update(item[1]))
+        detector.set_geometry(calibrations[-1])
+        t_camera = time.perf_counter()
         detections.append(detector(item[1]))
         t3 = time.perf_counter()
+        torsos.append(teams.torso_pixels(item[1], detections[-1].boxes, config.view))
         seconds["decode"] += t1 - t0
         seconds["segment"] += t2 - t1
-        seconds["detect"] += t3 - t2
+        seconds["camera"] += t_camera - t2
+        seconds["detect"] += t3 - t_camera
+        seconds["teams"] += time.perf_counter() - t3
         bar.update()
     bar.close()
     segmentation = segment.segment(view.cues(), info.fps, config.view, config.clip.min_seconds)
@@ -147,7 +157,10 @@ def run_front_end(
             tracks[f] = tracker.update(detections[f])
     seconds["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    frames_data, cleaning = to_frames(tracks, segmentation, geometry, info, config.cleaning)
+    team_of = teams.assign(track_torsos(tracks, torsos))
+    seconds["teams"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frames_data, cleaning = to_frames(tracks, team_of, segmentation, calibrations, info, config.cleaning)
     source, drops = store.source_from_frames(
         frames_data, store.safe_source_id(source_id or f"video_{info.path.stem}"), config.clip
     )
@@ -173,24 +186,40 @@ def run_front_end(
         video_size=[info.width, info.height],
         analysed_size=list(size),
         codec=info.codec,
-        calibration=geometry.to_json(),  # at the analysed size
+        calibration=geometry.to_json(),  # of the first frame, at the analysed size
+        camera_motion=camera_tracker.result().summary(),
         calibration_summary=fitted.summary(),
         line_refinement=line_fit and line_fit.summary(),
         detector=str(onnx_detector) if onnx_detector else "pitch-colour (weight-free)",
         front_end_counts=counts,
         front_end_seconds=seconds,
     )
-    return FrontEndResult(source, drops, segmentation, geometry, tracks, size, seconds, counts)
+    return FrontEndResult(source, drops, segmentation, calibrations, tracks, team_of, size, seconds, counts)
+
+
+def track_torsos(tracks: list[track.Tracks], torsos: list[list[np.ndarray]]) -> dict[int, list[np.ndarray]]:
+    """The torso pixels of each player track's detections, frame by frame."""
+    out: dict[int, list[np.ndarray]] = {}
+    for frame_tracks, frame_torsos in zip(tracks, torsos, strict=True):
+        for i, d, label in zip(frame_tracks.ids, frame_tracks.detections, frame_tracks.labels, strict=True):
+            if label == detect.LABEL_PERSON:
+                out.setdefault(int(i), []).append(frame_torsos[d])
+    return out
 
 
 def to_frames(
     tracks: list[track.Tracks],
+    team_of: dict[int, int],
     segmentation: segment.Segmentation,
-    geometry,
+    calibrations: list[calibrate.Calibration],
     info: decode.VideoInfo,
     config: trajectories.TrajectoryConfig,
 ) -> tuple[clips.Frames, dict[str, int]]:
-    """Tracked foot points → clean trajectories (trajectories.py) in clips.Frames: one object per kept track id."""
+    """Tracked foot points → clean trajectories (trajectories.py) in clips.Frames: one object per kept track id.
+
+    team_of: the role (teams.py) of each player track; ball tracks are the ball. calibrations: per frame (frames
+    that share a calibration object, all of a static camera's, are projected together).
+    """
     rows = [
         (f, t.ids, t.labels, detect.Detections(t.boxes, t.scores, t.labels).foot_points()) for f, t in enumerate(tracks)
     ]
@@ -202,12 +231,22 @@ def to_frames(
     feet = np.concatenate([r[3] for r in rows]).reshape(-1, 2)
     positions = np.full((len(tracks), len(unique), 2), np.nan, np.float32)
     metres_per_pixel = np.full((len(tracks), len(unique)), np.nan, np.float32)
-    if len(feet):
-        ground = geometry.image_to_pitch(feet.astype(np.float64))
-        positions[frame_of, column] = ground
-        steps = [np.linalg.norm(geometry.image_to_pitch(feet + d) - ground, axis=1) for d in ((1, 0), (0, 1))]
-        metres_per_pixel[frame_of, column] = np.maximum(*steps)
-    roles = np.where(labels == detect.LABEL_BALL, clips.ROLE_BALL, clips.ROLE_OTHER).astype(np.int8)
+    views = {id(c): c for c in calibrations}
+    view_of = np.array([id(c) for c in calibrations])[frame_of]
+    for key, geometry in views.items():
+        rows_in_view = view_of == key
+        at = feet[rows_in_view].astype(np.float64)
+        ground = geometry.image_to_pitch(at)
+        positions[frame_of[rows_in_view], column[rows_in_view]] = ground
+        steps = [np.linalg.norm(geometry.image_to_pitch(at + d) - ground, axis=1) for d in ((1, 0), (0, 1))]
+        metres_per_pixel[frame_of[rows_in_view], column[rows_in_view]] = np.maximum(*steps)
+    roles = np.array(
+        [
+            clips.ROLE_BALL if b == detect.LABEL_BALL else team_of.get(int(i), clips.ROLE_OTHER)
+            for b, i in zip(labels, unique, strict=True)
+        ],
+        np.int8,
+    )
     positions, kept, counts = trajectories.clean(positions, roles, info.fps, metres_per_pixel, config)
     roles, unique = roles[kept], unique[kept]
     index = np.arange(len(tracks))
@@ -248,6 +287,7 @@ def report(result: FrontEndResult, store_path: Path, pictures: list[Path]) -> st
             f"{int(source.clip_lengths().sum())} frames at {source.fps:g} fps",
             f"  calibration: {source.metadata['calibration_summary']}",
             *(f"  line refinement: {r}" for r in [source.metadata["line_refinement"]] if r),
+            f"  camera: {source.metadata['camera_motion']}",
             f"  segmentation: {c['segmentation_main_camera_frames']}/{c['frames']} frames main camera, "
             f"{c['segmentation_shots']} shots, {c['segmentation_clips']} clips, "
             f"{c['segmentation_short_runs_dropped']} runs under the minimum dropped",

@@ -84,16 +84,23 @@ class TrackerConfig:
 
 @dataclasses.dataclass
 class Tracks:
-    """The confirmed tracks matched in one frame: their ids and the boxes, labels and scores of their detections."""
+    """The confirmed tracks matched in one frame: their ids, and which detections they matched (box, label, score)."""
 
     ids: np.ndarray  # [M] int64, unique across classes, stable over a track's life
     boxes: np.ndarray  # [M, 4] float32 x0, y0, x1, y1 pixels: the matched detection's box
     labels: np.ndarray  # [M] int8 LABEL_BALL or LABEL_PERSON
     scores: np.ndarray  # [M] float32 the matched detection's score
+    detections: np.ndarray  # [M] int64 index of the matched detection in the frame's Detections
 
     @classmethod
     def empty(cls) -> Tracks:
-        return cls(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, np.int8), np.zeros(0, np.float32))
+        return cls(
+            np.zeros(0, np.int64),
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.int8),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -122,15 +129,20 @@ def _assign(cost: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarr
 class _Track:
     """One tracked object: its Kalman filter, its last detection and its hit/miss counts."""
 
-    def __init__(self, kf: KalmanFilter, box: np.ndarray, score: float, label: int):
-        self.kf, self.box, self.score, self.label = kf, box, score, label
+    def __init__(self, kf: KalmanFilter, dets: Detections, k: int, label: int):
+        self.kf, self.label = kf, label
+        self._take(dets, k)
         self.id = 0  # given at confirmation
         self.hits = 1  # detections matched (consecutive while tentative)
         self.misses = 0  # frames since the last hit
 
-    def hit(self, z: np.ndarray, box: np.ndarray, score: float, r: np.ndarray) -> None:
+    def _take(self, dets: Detections, k: int) -> None:
+        """Remember detection k of `dets` (the class's detections of this frame) as the last one matched."""
+        self.box, self.score, self.detection = dets.boxes[k], float(dets.scores[k]), int(k)
+
+    def hit(self, z: np.ndarray, dets: Detections, k: int, r: np.ndarray) -> None:
         self.kf.update(z, R=r)
-        self.box, self.score = box, score
+        self._take(dets, k)
         self.hits += 1
         self.misses = 0
 
@@ -190,11 +202,13 @@ class Tracker:
         if not out:
             return Tracks.empty()
         out.sort(key=lambda t: t.id)
+        origin = {LABEL_PERSON: np.flatnonzero(person), LABEL_BALL: np.flatnonzero(ball)}
         return Tracks(
             np.array([t.id for t in out], np.int64),
             np.array([t.box for t in out], np.float32).reshape(-1, 4),
             np.array([t.label for t in out], np.int8),
             np.array([t.score for t in out], np.float32),
+            np.array([origin[t.label][t.detection] for t in out], np.int64),
         )
 
     # ------------------------------------------------------------------------------------------------------ players
@@ -218,7 +232,7 @@ class Tracker:
             rows, cols = _assign(1 - overlap, overlap >= min_iou)
             for r, k in zip(rows, det_index[cols], strict=True):
                 w, h = z[k, 2], z[k, 3]
-                tracks[r].hit(z[k], dets.boxes[k], float(dets.scores[k]), _person_noise(w, h)[1])
+                tracks[r].hit(z[k], dets, k, _person_noise(w, h)[1])
                 matched.append(tracks[r])
             hit_rows = set(rows.tolist())
             return [t for i, t in enumerate(tracks) if i not in hit_rows], np.delete(det_index, cols)
@@ -235,7 +249,7 @@ class Tracker:
                     dead.add(id(t))
         self.persons = [t for t in self.persons if id(t) not in dead]
         for k in high[dets.scores[high] >= c.new_track_score]:
-            t = _Track(_person_filter(z[k]), dets.boxes[k], float(dets.scores[k]), LABEL_PERSON)
+            t = _Track(_person_filter(z[k]), dets, k, LABEL_PERSON)
             self.persons.append(t)
             matched.append(t)
         for t in matched:
@@ -280,7 +294,7 @@ class Tracker:
             gate = c.ball_gate_px + c.ball_gate_growth_px * np.array([t.misses for t in group])
             rows, cols = _assign(dist, dist <= gate[:, None])
             for r, k in zip(rows, free[cols], strict=True):
-                group[r].hit(centres[k], dets.boxes[k], float(dets.scores[k]), self._ball_r)
+                group[r].hit(centres[k], dets, k, self._ball_r)
                 matched.append(group[r])
             free = np.delete(free, cols)
         for t in tracks:
@@ -290,7 +304,7 @@ class Tracker:
         if self.ball and self.ball.misses > c.ball_max_age:
             self.ball = None
         for k in free[dets.scores[free] >= c.ball_new_track_score]:
-            t = _Track(self._ball_filter(centres[k]), dets.boxes[k], float(dets.scores[k]), LABEL_BALL)
+            t = _Track(self._ball_filter(centres[k]), dets, k, LABEL_BALL)
             self.balls.append(t)
             matched.append(t)
         self._pick_ball(matched)
