@@ -4,6 +4,7 @@ detectors, and `trajsv preprocess` writing a store that the rest of the pipeline
 from __future__ import annotations
 
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -222,3 +223,24 @@ def test_preprocessed_video_trains_and_embeds_beside_the_bundled_match(bundled_s
     assert np.isfinite(embedded["clips"][rows]).all()
     video_ids = set(embedded["clip_index"][rows, 0].tolist())
     assert np.isfinite(embedded["videos"][np.isin(embedded["video_ids"], list(video_ids))]).all()
+
+
+def test_prefetched_frames_equal_direct_ones_and_pass_errors_and_stops_on():
+    video = shared_path(VIDEO)
+    direct = list(decode.frames(video, 180, stop=6))
+    ahead = list(decode.prefetched(decode.frames(video, 180, stop=6), depth=2))
+    assert [i for i, _ in ahead] == [i for i, _ in direct] == list(range(6))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(ahead, direct, strict=True))
+
+    def broken():
+        yield 0, direct[0][1]
+        raise UserError("clip.mp4: corrupt stream at frame 1.")
+
+    got = decode.prefetched(broken())
+    assert next(got)[0] == 0
+    with pytest.raises(UserError, match="corrupt stream"):
+        next(got)
+    early = decode.prefetched(decode.frames(video, 180), depth=2)  # a consumer that stops after one frame
+    next(early)
+    early.close()  # joins the reading thread, which must not stay blocked on the full queue
+    assert not any(t.name == "decode" and t.is_alive() for t in threading.enumerate())

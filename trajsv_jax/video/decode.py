@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from queue import Full, Queue
 
 import cv2
 import numpy as np
@@ -112,3 +114,43 @@ def frames(
             index += 1
     finally:
         capture.release()
+
+
+def prefetched(items: Iterator[tuple[int, np.ndarray]], depth: int = 8) -> Iterator[tuple[int, np.ndarray]]:
+    """The same items, decoded ahead in a background thread (OpenCV releases the GIL while it decodes and resizes).
+
+    On 2 cores this overlaps decoding with the analysis of earlier frames. An exception in the decoder is raised in
+    the consumer; a consumer that stops early stops the thread.
+    """
+    done = object()
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+
+    thread = threading.Thread(target=work, name="decode", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -117,9 +117,11 @@ def run_front_end(
     torsos: list[list[np.ndarray]] = []  # per frame and detection: the torso's shirt pixels (teams.py)
     calibrations: list[calibrate.Calibration] = []  # per frame: the camera tracker's (the same object while static)
     camera_tracker = camera.CameraTracker(geometry)
-    seconds = dict.fromkeys(("decode", "segment", "camera", "detect", "teams", "track", "project"), 0.0)
+    # Wall time of each stage in this thread; decoding runs ahead in another (decode.prefetched): "decode_wait" is the
+    # time spent waiting for it, so the stages add up to the front end's wall time.
+    seconds = dict.fromkeys(("decode_wait", "segment", "camera", "detect", "teams", "track", "project"), 0.0)
     total = min(filter(None, (info.frame_count, max_frames)), default=None)
-    frames = decode.frames(info.path, config.height, stop=max_frames)
+    frames = decode.prefetched(decode.frames(info.path, config.height, stop=max_frames))
     bar = tqdm(total=total, desc=f"preprocess {info.path.name}", unit="frame", disable=not progress)
     while True:
         t0 = time.perf_counter()
@@ -135,7 +137,7 @@ def run_front_end(
         detections.append(detector(item[1]))
         t3 = time.perf_counter()
         torsos.append(teams.torso_pixels(item[1], detections[-1].boxes, config.view))
-        seconds["decode"] += t1 - t0
+        seconds["decode_wait"] += t1 - t0
         seconds["segment"] += t2 - t1
         seconds["camera"] += t_camera - t2
         seconds["detect"] += t3 - t_camera
