@@ -23,6 +23,15 @@ def shared_path(relative: str) -> Path:
     return path
 
 
+def one_line_error(excinfo, *words: str) -> str:
+    """The message of a caught UserError, checked to be one line that names every one of `words`."""
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
 @pytest.fixture(scope="session")
 def bundled_frames():
     """Frame-level tracking of the real SkillCorner match shipped inside kloppy's wheel."""

@@ -10,7 +10,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import one_line_error, shared_path
 
 from trajsv_jax.errors import UserError
 from trajsv_jax.video import calibrate, camera, decode
@@ -37,14 +37,6 @@ def fitted(landmarks) -> calibrate.Calibration:
 def frames_720p() -> list[np.ndarray]:
     """Frames 0..5 of the real clip at 1280x720."""
     return [frame for _, frame in decode.frames(shared_path(VIDEO), 720, stop=6)]
-
-
-def one_line_error(excinfo, *words: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for word in words:
-        assert word in message, message
-    return message
 
 
 def pitch_grid(calibration: calibrate.Calibration) -> np.ndarray:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from conftest import shared_path
+from conftest import one_line_error, shared_path
 from onnx import TensorProto, helper, numpy_helper
 
 from trajsv_jax import cli, prepare, store
@@ -33,14 +33,6 @@ def geometry():
     """The landmark calibration of the real clip, at 1280x720."""
     fitted = calibrate.fit(calibrate.read_landmarks(shared_path(LANDMARKS)))
     return fitted.scaled(1280 / 3072)
-
-
-def one_line_error(excinfo, *words: str) -> str:
-    message = str(excinfo.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message
-    return message
 
 
 def test_probe_and_downscaled_frames_of_the_real_clip():
