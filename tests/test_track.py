@@ -94,6 +94,15 @@ def test_crossing_players_keep_their_ids_and_confirm_after_min_hits():
     assert all(len(s) == 1 for s in ids.values()) and len(set.union(*ids.values())) == 3, ids
 
 
+def test_ids_continue_from_first_id_and_tracks_name_their_detections():
+    tracker = Tracker(first_id=100)
+    boxes = [box(100, 200), box(300, 200), box(500, 200)]
+    for _ in range(3):
+        tracks = tracker.update(detections(boxes, [0.9, 0.05, 0.9], [LABEL_PERSON] * 3))  # the middle one: too low
+    assert tracks.ids.tolist() == [100, 101] and tracker.next_id == 102
+    assert tracks.detections.tolist() == [0, 2]  # indices into the frame's detections, skipped ones included
+
+
 def occluded_walk(config: TrackerConfig) -> list[int | None]:
     """A player walks right at 3 px/frame, is partly hidden (score 0.3) for 10 frames in which he stops, walks on.
 

@@ -236,3 +236,47 @@ def test_prefetched_frames_equal_direct_ones_and_pass_errors_and_stops_on():
     next(early)
     early.close()  # joins the reading thread, which must not stay blocked on the full queue
     assert not any(t.name == "decode" and t.is_alive() for t in threading.enumerate())
+
+
+def test_object_columns_are_slots_reused_from_clip_to_clip():
+    """Two clips of 20 frames, each with its own tracks: the store needs one column per role and busiest clip."""
+    from pathlib import Path
+
+    from trajsv_jax import clips
+    from trajsv_jax.video import track, trajectories
+
+    to_pitch = np.array([[0.1, 0, -50], [0, -0.1, 30], [0, 0, 1.0]])  # 10 px a metre, y up: a top-down camera
+    geometry = calibrate.Calibration(calibrate.oriented(to_pitch), (1000, 600))
+
+    def frame(boxes: dict[int, tuple[float, int]]) -> track.Tracks:
+        ids = sorted(boxes)
+        xy = np.array([[boxes[i][0], 300.0] for i in ids])
+        sizes = np.array([[4.0, 2.0] if boxes[i][1] == detect.LABEL_BALL else [10.0, 30.0] for i in ids])
+        box = np.c_[xy[:, 0] - sizes[:, 0], xy[:, 1] - sizes[:, 1], xy[:, 0] + sizes[:, 0], xy[:, 1]]
+        labels = np.array([boxes[i][1] for i in ids], np.int8)
+        return track.Tracks(
+            np.array(ids), box.astype(np.float32), labels, np.ones(len(ids), np.float32), np.arange(len(ids))
+        )
+
+    person, ball = detect.LABEL_PERSON, detect.LABEL_BALL
+    tracks = [frame({1: (400 + f, person), 2: (600 + 3 * f, ball)}) for f in range(20)]
+    tracks += [frame({3: (300 + f, person), 4: (700 - f, person)}) for f in range(20)]
+    segmentation = segment.Segmentation(
+        main_camera=np.ones(40, bool),
+        shot=np.repeat([0, 1], 20).astype(np.int32),
+        clips=[(0, 20), (20, 40)],
+        short_runs=0,
+        cues=None,
+    )
+    info = decode.VideoInfo(Path("match.mp4"), 1000, 600, 25.0, 40, "h264")
+    team_of = {1: clips.ROLE_TEAM_A, 3: clips.ROLE_TEAM_A, 4: clips.ROLE_TEAM_B}
+    frames, counts = pre.to_frames(
+        tracks, team_of, segmentation, [geometry] * 40, info, trajectories.TrajectoryConfig()
+    )
+    assert frames.object_role.tolist() == [clips.ROLE_BALL, clips.ROLE_TEAM_A, clips.ROLE_TEAM_B]
+    assert frames.object_id.tolist() == ["ball_0", "team_a_0", "team_b_0"]
+    assert frames.metadata["clip_track_ids"] == [{0: 2, 1: 1}, {1: 3, 2: 4}]
+    np.testing.assert_allclose(frames.positions[0, 1], [-10, 0], atol=0.05)  # track 1: image x 400 → -10 m
+    np.testing.assert_allclose(frames.positions[20, 1], [-20, 0], atol=0.05)  # the same column, track 3 from frame 20
+    assert np.isnan(frames.positions[20:, 0]).all() and np.isnan(frames.positions[:20, 2]).all()
+    assert counts["implausible_jumps_removed"] == 0 and counts["short_tracks_removed"] == 0

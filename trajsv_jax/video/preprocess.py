@@ -8,6 +8,7 @@ Nothing is written until every stage has succeeded; every detection or frame lef
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import time
@@ -20,6 +21,8 @@ from tqdm import tqdm
 from trajsv_jax import clips, store
 from trajsv_jax.errors import UserError
 from trajsv_jax.video import calibrate, camera, decode, detect, segment, teams, track, trajectories
+
+ROLE_ORDER = (clips.ROLE_BALL, clips.ROLE_TEAM_A, clips.ROLE_TEAM_B, clips.ROLE_OTHER)  # object columns, in this order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,10 +156,12 @@ def run_front_end(
         )
     t0 = time.perf_counter()
     tracks = [track.Tracks.empty() for _ in detections]
+    next_id = 1  # ids stay unique across clips: a track never continues over a cut
     for start, stop in segmentation.clips:
-        tracker = track.Tracker(config.tracker)
+        tracker = track.Tracker(config.tracker, first_id=next_id)
         for f in range(start, stop):
             tracks[f] = tracker.update(detections[f])
+        next_id = tracker.next_id
     seconds["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     team_of = teams.assign(track_torsos(tracks, torsos))
@@ -217,57 +222,52 @@ def to_frames(
     info: decode.VideoInfo,
     config: trajectories.TrajectoryConfig,
 ) -> tuple[clips.Frames, dict[str, int]]:
-    """Tracked foot points → clean trajectories (trajectories.py) in clips.Frames: one object per kept track id.
+    """Each clip's tracks → clean trajectories on the pitch (trajectories.py) → clips.Frames for the store.
 
-    team_of: the role (teams.py) of each player track; ball tracks are the ball. calibrations: per frame (frames
-    that share a calibration object, all of a static camera's, are projected together).
+    A track lives in one clip (ids never continue over a cut), so the store's object columns are slots reused from
+    clip to clip, one pool per role (ball, team A, team B, other): a whole match needs as many columns as its busiest
+    clip, not one per track. The track id in each clip's columns is kept in the metadata ("clip_track_ids").
+    team_of: the role (teams.py) of each player track; ball tracks are the ball.
     """
-    rows = [
-        (f, t.ids, t.labels, detect.Detections(t.boxes, t.scores, t.labels).foot_points()) for f, t in enumerate(tracks)
-    ]
-    ids = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64)
-    unique, column = np.unique(ids, return_inverse=True)
-    labels = np.zeros(len(unique), np.int8)
-    labels[column] = np.concatenate([r[2] for r in rows])
-    frame_of = np.concatenate([np.full(len(r[1]), r[0]) for r in rows]).astype(np.int64)
-    feet = np.concatenate([r[3] for r in rows]).reshape(-1, 2)
-    positions = np.full((len(tracks), len(unique), 2), np.nan, np.float32)
-    metres_per_pixel = np.full((len(tracks), len(unique)), np.nan, np.float32)
-    views = {id(c): c for c in calibrations}
-    view_of = np.array([id(c) for c in calibrations])[frame_of]
-    for key, geometry in views.items():
-        rows_in_view = view_of == key
-        at = feet[rows_in_view].astype(np.float64)
-        ground = geometry.image_to_pitch(at)
-        positions[frame_of[rows_in_view], column[rows_in_view]] = ground
-        steps = [np.linalg.norm(geometry.image_to_pitch(at + d) - ground, axis=1) for d in ((1, 0), (0, 1))]
-        metres_per_pixel[frame_of[rows_in_view], column[rows_in_view]] = np.maximum(*steps)
-    roles = np.array(
-        [
-            clips.ROLE_BALL if b == detect.LABEL_BALL else team_of.get(int(i), clips.ROLE_OTHER)
-            for b, i in zip(labels, unique, strict=True)
-        ],
-        np.int8,
-    )
-    positions, kept, counts = trajectories.clean(positions, roles, info.fps, metres_per_pixel, config)
-    roles, unique = roles[kept], unique[kept]
+    per_clip, counts = [], collections.Counter()
+    for start, stop in segmentation.clips:
+        ids, labels, positions, metres_per_pixel = trajectories.project(tracks[start:stop], calibrations[start:stop])
+        roles = np.array(
+            [
+                clips.ROLE_BALL if b == detect.LABEL_BALL else team_of.get(int(i), clips.ROLE_OTHER)
+                for b, i in zip(labels, ids, strict=True)
+            ],
+            np.int8,
+        )
+        positions, kept, cleaning = trajectories.clean(positions, roles, info.fps, metres_per_pixel, config)
+        counts.update(cleaning)
+        per_clip.append((start, ids[kept], roles[kept], positions))
+    pool = {r: max([int((roles == r).sum()) for *_, roles, _ in per_clip], default=0) for r in ROLE_ORDER}
+    first = dict(zip(ROLE_ORDER, np.cumsum([0, *(pool[r] for r in ROLE_ORDER)]).tolist(), strict=False))
+    positions = np.full((len(tracks), sum(pool.values()), 2), np.nan, np.float32)
+    clip_track_ids = []
+    for start, ids, roles, clip_positions in per_clip:
+        column = np.zeros(len(ids), np.int64)
+        for r in ROLE_ORDER:
+            column[roles == r] = first[r] + np.arange(int((roles == r).sum()))
+        positions[start : start + len(clip_positions), column] = clip_positions
+        clip_track_ids.append({int(c): int(i) for c, i in zip(column, ids, strict=True)})
+    slot_roles = np.concatenate([np.full(pool[r], r, np.int8) for r in ROLE_ORDER])
     index = np.arange(len(tracks))
     frames = clips.Frames(
         positions=positions,
         frame_id=index.astype(np.int64),
         period=np.ones(len(tracks), np.int16),
         timestamp=index / info.fps,
-        object_role=roles,
-        object_id=np.array(
-            [f"{'ball' if r == clips.ROLE_BALL else 'track'}_{i}" for r, i in zip(roles, unique, strict=True)]
-        ),
+        object_role=slot_roles,
+        object_id=np.array([f"{clips.ROLE_NAMES[r]}_{k - first[r]}" for k, r in enumerate(slot_roles)]),
         fps=info.fps,
         pitch_length=105.0,
         pitch_width=68.0,
-        metadata={"provider": "video", "files": {"video": str(info.path)}},
+        metadata={"provider": "video", "files": {"video": str(info.path)}, "clip_track_ids": clip_track_ids},
         shot=np.where(segmentation.main_camera, segmentation.shot, -1).astype(np.int32),
     )
-    return frames, counts
+    return frames, dict(counts)
 
 
 def preprocess(video: str | os.PathLike, out_store: str | os.PathLike, **kwargs) -> FrontEndResult:

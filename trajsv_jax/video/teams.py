@@ -25,7 +25,8 @@ from trajsv_jax.video import segment
 TORSO_ROWS, TORSO_COLUMNS = (0.15, 0.5), (0.25, 0.75)  # fractions of the box
 GRASS_CHROMA = 12.0  # Lab (a, b) distance to the grass's chroma under which a pixel is grass
 MIN_SHIRT_SHARE = 0.3  # of a torso's pixels, not grass, for the torso to count
-PIXELS_PER_TORSO = 48  # at most, evenly spaced: enough for a histogram, bounded memory over a match
+PIXELS_PER_TORSO = 24  # at most, evenly spaced, uint8: 48 bytes a detection, ~150 MB for a whole match's boxes
+PALETTE_SAMPLE = 200_000  # pixels the colour words are fitted on (a seeded sample of all of them)
 COLOUR_WORDS = 8
 MIN_FRAMES = 3  # a track needs this many sampled torsos to be given a team
 OUTLIER_FACTOR = 2.5
@@ -42,13 +43,13 @@ def grass_chroma(frame: np.ndarray, view: segment.ViewConfig) -> np.ndarray:
 
 
 def torso_pixels(frame: np.ndarray, boxes: np.ndarray, view: segment.ViewConfig) -> list[np.ndarray]:
-    """Per box, [P, 2] float32 Lab chroma (a, b) of its torso pixels that are not grass ([0, 2] when too few are).
+    """Per box, [P, 2] uint8 Lab chroma (a, b) of its torso pixels that are not grass ([0, 2] when too few are).
 
     Lightness is left out: on real footage sunlight and shade change it along one shirt more than it tells kits apart
     (on the SoccerTrack clip, with lightness the blue and white kits were mixed up); kits that differ in lightness
     only (white against black) are therefore not told apart.
     """
-    out = [np.zeros((0, 2), np.float32) for _ in boxes]
+    out = [np.zeros((0, 2), np.uint8) for _ in boxes]
     if len(boxes) == 0:
         return out
     grass = grass_chroma(frame, view)
@@ -60,7 +61,7 @@ def torso_pixels(frame: np.ndarray, boxes: np.ndarray, view: segment.ViewConfig)
         crop = frame[r0:r1, c0:c1]
         if crop.size == 0:
             continue
-        chroma = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).reshape(-1, 3)[:, 1:].astype(np.float32)
+        chroma = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).reshape(-1, 3)[:, 1:]
         shirt = chroma[np.linalg.norm(chroma - grass, axis=1) > GRASS_CHROMA]
         if len(shirt) >= MIN_SHIRT_SHARE * len(chroma):
             step = max(1, len(shirt) // PIXELS_PER_TORSO)
@@ -93,8 +94,10 @@ def assign(samples: dict[int, list[np.ndarray]]) -> dict[int, int]:
     ids = [i for i, torsos in samples.items() if sum(len(t) > 0 for t in torsos) >= MIN_FRAMES]
     if len(ids) < 2:
         return roles
-    pixels = [np.concatenate(samples[i]) for i in ids]
+    pixels = [np.concatenate(samples[i]).astype(np.float32) for i in ids]
     everything = np.concatenate(pixels)
+    if len(everything) > PALETTE_SAMPLE:
+        everything = everything[np.random.default_rng(0).choice(len(everything), PALETTE_SAMPLE, replace=False)]
     cv2.setRNGSeed(0)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 50, 0.5)
     words = min(COLOUR_WORDS, len(everything))

@@ -180,13 +180,14 @@ def _person_filter(z: np.ndarray) -> KalmanFilter:
 class Tracker:
     """Online tracker: feed it every frame's detections in order with `update`; see the module doc for the method."""
 
-    def __init__(self, config: TrackerConfig | None = None):
+    def __init__(self, config: TrackerConfig | None = None, first_id: int = 1):
+        """first_id: the id the first confirmed track gets (trackers of successive clips continue each other's ids)."""
         self.config = config or TrackerConfig()
         self.config.validate()
         self.persons: list[_Track] = []  # confirmed (tracked or lost) and tentative
         self.balls: list[_Track] = []  # candidates; the confirmed ball is self.ball
         self.ball: _Track | None = None
-        self._next_id = 1
+        self.next_id = first_id  # the id the next confirmed track gets
         self._ball_q = Q_discrete_white_noise(
             dim=2, dt=1.0, var=self.config.ball_accel_px**2, block_size=2, order_by_dim=False
         )
@@ -254,7 +255,7 @@ class Tracker:
             matched.append(t)
         for t in matched:
             if not t.id and t.hits >= c.min_hits:
-                t.id, self._next_id = self._next_id, self._next_id + 1
+                t.id, self.next_id = self.next_id, self.next_id + 1
         return [t for t in matched if t.id]
 
     @staticmethod
@@ -329,4 +330,4 @@ class Tracker:
             self.balls.remove(best)
             self.ball = best
             if not best.id:
-                best.id, self._next_id = self._next_id, self._next_id + 1
+                best.id, self.next_id = self.next_id, self.next_id + 1

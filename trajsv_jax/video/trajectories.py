@@ -24,6 +24,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from trajsv_jax import clips
+from trajsv_jax.video import detect, track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,33 @@ class TrajectoryConfig:
     max_gap_seconds: float = 0.4  # longest gap inside a track that is filled by interpolation
     smoothing_seconds: float = 0.5  # Savitzky–Golay window
     min_seconds: float = 0.5  # shortest total time an object must be seen to be kept
+
+
+def project(tracks: list[track.Tracks], calibrations: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ids [U], labels [U], positions [T, U, 2], metres_per_pixel [T, U]) of the tracks of T frames on the pitch.
+
+    Each frame's foot points go through its own calibration (frames sharing one calibration object, all of a static
+    camera's, are projected together); metres_per_pixel is the ground one image pixel covers there (the larger of
+    its two directions), which sets the speed gate's allowance for pixel noise.
+    """
+    ids = np.concatenate([t.ids for t in tracks]) if tracks else np.zeros(0, np.int64)
+    unique, column = np.unique(ids, return_inverse=True)
+    labels = np.zeros(len(unique), np.int8)
+    if len(ids):
+        labels[column] = np.concatenate([t.labels for t in tracks])
+    frame_of = np.concatenate([np.full(len(t), f) for f, t in enumerate(tracks)]).astype(np.int64)
+    feet = np.concatenate([detect.Detections(t.boxes, t.scores, t.labels).foot_points() for t in tracks]).reshape(-1, 2)
+    positions = np.full((len(tracks), len(unique), 2), np.nan, np.float32)
+    metres_per_pixel = np.full((len(tracks), len(unique)), np.nan, np.float32)
+    view_of = np.array([id(c) for c in calibrations])[frame_of]
+    for key, geometry in {id(c): c for c in calibrations}.items():
+        rows = view_of == key
+        at = feet[rows].astype(np.float64)
+        ground = geometry.image_to_pitch(at)
+        positions[frame_of[rows], column[rows]] = ground
+        steps = [np.linalg.norm(geometry.image_to_pitch(at + d) - ground, axis=1) for d in ((1, 0), (0, 1))]
+        metres_per_pixel[frame_of[rows], column[rows]] = np.maximum(*steps)
+    return unique, labels, positions, metres_per_pixel
 
 
 def _gate(track: np.ndarray, allowed: np.ndarray, max_step: float, reset: int) -> np.ndarray:
