@@ -273,6 +273,26 @@ class Calibration:
         """[N, 2] centred metres → [N, 2] image pixels; NaN for points behind the camera."""
         return self.distort(apply_homography(np.linalg.inv(self.H), np.asarray(points, np.float64).reshape(-1, 2)))
 
+    def sees(
+        self,
+        points: np.ndarray,
+        pixels: np.ndarray,
+        frame_size: tuple[int, int],
+        margin: float = 0.1,
+        tolerance: float = 0.5,
+    ) -> np.ndarray:
+        """[N] bool: pitch points [N, 2] whose images `pixels` [N, 2] (pitch_to_image) lie in the frame, widened by
+        `margin` of its size on each side, and map back to within `tolerance` metres of themselves.
+
+        A lens-distortion polynomial folds points far outside the picture back into it; the round trip rejects them.
+        """
+        width, height = frame_size
+        inside = np.isfinite(pixels).all(1)
+        inside &= (pixels[:, 0] >= -margin * width) & (pixels[:, 0] <= (1 + margin) * width - 1)
+        inside &= (pixels[:, 1] >= -margin * height) & (pixels[:, 1] <= (1 + margin) * height - 1)
+        back = self.image_to_pitch(np.where(inside[:, None], pixels, 0))
+        return inside & (np.linalg.norm(back - points, axis=1) < tolerance)
+
     def with_homography(self, H: np.ndarray) -> Calibration:
         """The same camera with another homography (a moved camera); residuals no longer apply."""
         return dataclasses.replace(self, H=oriented(H), residuals=None)

@@ -216,8 +216,7 @@ def refine_with_lines(
     radius = max_shift * math.hypot(*size)
     marks = np.concatenate(pitch.markings(*calibration.pitch_size, step=step))
     start = calibration.pitch_to_image(marks)
-    seen = np.isfinite(start).all(axis=1) & np.all((start >= 0) & (start <= np.array(size) - 1), axis=1)
-    seen &= np.linalg.norm(calibration.image_to_pitch(np.where(seen[:, None], start, 0)) - marks, axis=1) < 0.5 * step
+    seen = calibration.sees(marks, start, size, margin=0.0, tolerance=0.5 * step)
     marks, start = marks[seen], start[seen]
     if len(marks) < 50:
         raise UserError(f"{where}: only {len(marks)} pitch-marking points fall in the frame; refine another frame.")

@@ -107,9 +107,9 @@ class _FollowsView(abc.ABC):
 
 
 def _view(geometry, frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """VIEW_POINTS' image pixels under `geometry` and whether the frame shows them (`_round_trips`)."""
+    """VIEW_POINTS' image pixels under `geometry` and whether the frame shows them (`Calibration.sees`)."""
     pixels = geometry.pitch_to_image(VIEW_POINTS)
-    return pixels, _round_trips(geometry, VIEW_POINTS, pixels, frame_size)
+    return pixels, geometry.sees(VIEW_POINTS, pixels, frame_size)
 
 
 class PitchColourDetector(_FollowsView):
@@ -220,23 +220,10 @@ def _concat(*parts: Detections) -> Detections:
     )
 
 
-def _round_trips(geometry, points: np.ndarray, pixels: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
-    """[N] bool: pitch points whose image lies in the frame (±10 %) and maps back to themselves.
-
-    A lens-distortion polynomial folds points far outside the picture back into it; the round trip rejects them.
-    """
-    width, height = frame_size
-    inside = np.isfinite(pixels).all(1)
-    inside &= (pixels[:, 0] > -0.1 * width) & (pixels[:, 0] < 1.1 * width)
-    inside &= (pixels[:, 1] > -0.1 * height) & (pixels[:, 1] < 1.1 * height)
-    back = geometry.image_to_pitch(np.where(inside[:, None], pixels, 0))
-    return inside & (np.linalg.norm(back - points, axis=1) < 0.5)
-
-
 def visible_pixels(geometry, points: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
-    """Image points [M, 2] of the pitch points [N, 2] the camera sees (see `_round_trips`), clipped to the frame."""
+    """Image points [M, 2] of the pitch points [N, 2] the camera sees (see `Calibration.sees`), clipped to the frame."""
     pixels = geometry.pitch_to_image(points)
-    seen = _round_trips(geometry, points, pixels, frame_size)
+    seen = geometry.sees(points, pixels, frame_size)
     return np.clip(pixels[seen], 0, np.array(frame_size) - 1)
 
 
@@ -288,7 +275,7 @@ def _masks(geometry, frame_size: tuple[int, int], config: PitchColourConfig):
     lines = np.zeros_like(field)
     for line in pitch.markings():
         pixels = geometry.pitch_to_image(line)
-        seen = _round_trips(geometry, line, pixels, frame_size)
+        seen = geometry.sees(line, pixels, frame_size)
         thickness = 2 * config.line_mask_metres * pixels_per_metre(geometry, np.where(seen[:, None], pixels, 0))
         for i in np.flatnonzero(seen[:-1] & seen[1:]):
             a, b = (tuple(int(v) for v in np.round(q)) for q in pixels[i : i + 2])
