@@ -183,6 +183,19 @@ def test_preprocess_bad_inputs_write_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_a_video_without_the_pitch_is_one_line_and_writes_nothing(first_frames, tmp_path):
+    """Trees and sky only (the top of the real frame), 1 s at 25 fps: no main-camera clip, nothing written."""
+    video = tmp_path / "crowd.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (1280, 720))
+    for _ in range(25):
+        writer.write(cv2.resize(first_frames[0][:280], (1280, 720)))
+    writer.release()
+    with pytest.raises(UserError) as e:
+        pre.preprocess(video, tmp_path / "store", landmarks=shared_path(LANDMARKS), progress=False)
+    one_line_error(e, "crowd.mp4", "no main-camera clip", "main_camera_frames 0")
+    assert not (tmp_path / "store").exists()
+
+
 def test_cli_preprocess_reports_one_line_for_a_missing_video(tmp_path, capsys):
     code = cli.main(["preprocess", str(tmp_path / "nope.mp4"), "--landmarks", "x.xml", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -106,12 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "preprocess",
         help="broadcast video -> main-camera clips -> calibration -> tracking -> trajectory store",
-        description="The video front end (paper IV-A) with OpenCV: classify each frame's camera view and keep "
-        "main-camera runs of at least --min-clip-seconds as clips; calibrate the image -> pitch mapping from pitch "
-        "landmarks (with lens distortion) or an imported calibration; detect players and ball (weight-free "
-        "pitch-colour detector, or your ONNX detector), track them (Kalman + Hungarian, ByteTrack's two stages), "
-        "project the foot points onto the 105 x 68 m pitch and add the result to the store as `trajsv ingest` "
-        "does. Writes tracks_frame.png and trajectories.png for a visual check. Nothing is written on failure.",
+        description="The video front end (paper IV-A) with OpenCV, in one pass over the frames:\n"
+        "  clips        classify each frame's camera view; main-camera runs of at least --min-clip-seconds, cut at\n"
+        "               shot boundaries\n"
+        "  calibration  image -> pitch from pitch landmarks (with a lens model) or an imported calibration,\n"
+        "               optionally fitted to the painted lines (--refine-lines); a moving camera is followed frame\n"
+        "               by frame\n"
+        "  detection    players and ball: weight-free pitch-colour detector, or your ONNX detector (--detector)\n"
+        "  tracking     Kalman + Hungarian in ByteTrack's two stages; teams from the kit colours\n"
+        "  pitch        foot points on the 105 x 68 m pitch, implausible jumps removed, gaps filled, smoothed\n"
+        "The result is added to the store as `trajsv ingest` adds a match (tokenize, dataset, train and embed take\n"
+        "it), with every drop counted; tracks_frame.png and trajectories.png are drawn for a visual check. Nothing\n"
+        "is written on failure.",
         epilog="example:\n  trajsv preprocess left_camera.mp4 --landmarks left_keypoints.xml --out runs/video/store",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
