@@ -113,3 +113,28 @@ def test_onnx_detector_field_follows_the_geometry(reference, tmp_path):
     np.testing.assert_array_equal(drawn.field, detect.field_mask(panned, (1280, 720)))
     with pytest.raises(ValueError):
         detect.OnnxDetector(path, (1280, 720), field=drawn.field, geometry=reference)
+
+
+def test_view_follower_recalibrates_after_a_cut_and_leaves_out_a_shot_without_lines(frames, reference):
+    """An edited sequence: a first shot calibrated with a view that is 12 px right, 4.5 px up and 1.5 % zoomed away
+    from the truth (as if the camera had moved since), a cut to the sky (no lines: refused, its frames left without a
+    calibration), a cut back to the pitch: refitted on the painted lines, the view is the true one again."""
+    from trajsv_jax.video import segment
+
+    stale = reference.with_homography(reference.H @ np.linalg.inv(truth(1.5)))
+    sky = [np.ascontiguousarray(np.resize(f[:250], f.shape)) for f in frames]
+    follower, view = camera.ViewFollower(stale), segment.ViewClassifier()
+    got = []
+    for frame in [*frames, *sky, *frames]:
+        view.add(frame)
+        got.append(follower.update(frame, view.at_shot_boundary()))
+    assert all(c is stale for c in got[:FRAMES])  # within a shot of a fixed camera the given calibration is kept
+    assert all(c is None for c in got[FRAMES : 2 * FRAMES])
+    assert (follower.refitted, follower.refused, follower.uncalibrated_frames) == (1, 1, FRAMES)
+    marks = calibrate.read_landmarks(shared_path(LEFT)).pitch
+    before = np.linalg.norm(stale.pitch_to_image(marks) - reference.pitch_to_image(marks), axis=1)
+    assert np.median(before) > 10  # px at 720p: the stale view is visibly off
+    for c in got[2 * FRAMES :]:
+        after = np.linalg.norm(c.pitch_to_image(marks) - reference.pitch_to_image(marks), axis=1)
+        assert np.nanmedian(after) < 3.0, after
+    assert "1 shots recalibrated on the painted lines, 1 refused" in follower.summary()

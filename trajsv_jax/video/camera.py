@@ -434,6 +434,55 @@ class CameraTracker:
         return count
 
 
+class ViewFollower:
+    """The calibration of every frame of an edited video: camera tracking within a shot, and at every shot boundary a
+    new start from the painted lines.
+
+    A cut breaks the optical flow, and the new shot's view is unknown. Broadcast main-camera shots return to views
+    near the last one (after a replay or a close-up), so the last calibrated view is refitted to the new shot's lines
+    (`refine_with_lines`); where that is refused (no lines, a view too far away) the shot has no calibration: its
+    frames get None and are left out, counted, until a later cut refits. The first frame uses the given calibration.
+    """
+
+    def __init__(self, calibration: Calibration):
+        self.last = calibration  # the last frame's calibration: the starting guess after a cut
+        self.tracker: CameraTracker | None = CameraTracker(calibration)
+        self.shots: list[CameraMotion] = []  # each finished calibrated shot's motion
+        self.refitted = self.refused = self.uncalibrated_frames = 0
+
+    def update(self, frame_bgr: np.ndarray, new_shot: bool) -> Calibration | None:
+        """The calibration of this frame (the next of the video), or None in a shot the lines could not calibrate."""
+        if new_shot:
+            if self.tracker is not None:
+                self.shots.append(self.tracker.result())
+            try:
+                start, _ = refine_with_lines(frame_bgr, self.last)
+                self.tracker, self.refitted = CameraTracker(start), self.refitted + 1
+            except UserError:
+                self.tracker, self.refused = None, self.refused + 1
+        if self.tracker is None:
+            self.uncalibrated_frames += 1
+            return None
+        self.last = self.tracker.update(frame_bgr)
+        return self.last
+
+    def summary(self) -> str:
+        shots = self.shots + ([self.tracker.result()] if self.tracker is not None else [])
+        moving = [s for s in shots if not s.static]
+        text = (
+            f"{len(moving)} of {len(shots)} calibrated shots with a moving camera"
+            if moving
+            else f"static camera in {len(shots)} calibrated shot(s), one calibration each"
+        )
+        text += f", largest move {max((float(s.shift_px.max()) for s in shots), default=0.0):.2f} px"
+        if self.refitted or self.refused:
+            text += (
+                f"; {self.refitted} shots recalibrated on the painted lines, {self.refused} refused"
+                f" ({self.uncalibrated_frames} frames without a calibration, left out)"
+            )
+        return text
+
+
 def track_camera_motion(
     frames: Iterable[tuple[int, np.ndarray]],
     calibration: Calibration,

@@ -34,7 +34,7 @@ def draw_tracks(result: FrontEndResult, frame: np.ndarray, index: int) -> np.nda
     """The frame with the projected pitch lines, each track's box and id, and its foot-point trail, by team."""
     canvas = frame.copy()
     geometry, size = result.calibrations[index], result.frame_size
-    for line in pitch.markings():
+    for line in pitch.markings() if geometry is not None else []:
         pixels = detect.visible_pixels(geometry, line, size)
         cv2.polylines(canvas, [np.round(pixels).astype(np.int32)], False, (255, 255, 0), 1, cv2.LINE_AA)
     trails: dict[tuple[int, int], list[np.ndarray]] = {}

@@ -118,8 +118,8 @@ def run_front_end(
     view = segment.ViewClassifier(config.view)
     detections: list[detect.Detections] = []
     torsos: list[list[np.ndarray]] = []  # per frame and detection: the torso's shirt pixels (teams.py)
-    calibrations: list[calibrate.Calibration] = []  # per frame: the camera tracker's (the same object while static)
-    camera_tracker = camera.CameraTracker(geometry)
+    calibrations: list[calibrate.Calibration | None] = []  # per frame (the same object while the camera stays put)
+    follower = camera.ViewFollower(geometry)
     # Wall time of each stage in this thread; decoding runs ahead in another (decode.prefetched): "decode_wait" is the
     # time spent waiting for it, so the stages add up to the front end's wall time.
     seconds = dict.fromkeys(("decode_wait", "segment", "camera", "detect", "teams", "track", "project"), 0.0)
@@ -134,10 +134,13 @@ def run_front_end(
             break
         view.add(item[1])
         t2 = time.perf_counter()
-        calibrations.append(camera_tracker.update(item[1]))
-        detector.set_geometry(calibrations[-1])
+        calibrations.append(follower.update(item[1], view.at_shot_boundary()))
         t_camera = time.perf_counter()
-        detections.append(detector(item[1]))
+        if calibrations[-1] is None:  # a shot the painted lines could not calibrate: left out (counted)
+            detections.append(detect.Detections.empty())
+        else:
+            detector.set_geometry(calibrations[-1])
+            detections.append(detector(item[1]))
         t3 = time.perf_counter()
         torsos.append(teams.torso_pixels(item[1], detections[-1].boxes, config.view))
         seconds["decode_wait"] += t1 - t0
@@ -183,6 +186,9 @@ def run_front_end(
         "ball_detections": int(sum((d.labels == detect.LABEL_BALL).sum() for d in detections)),
         "detections_off_field": int(getattr(detector, "off_field", 0)),
         "frames_without_grass": int(getattr(detector, "no_grass_frames", 0)),
+        "frames_without_calibration": follower.uncalibrated_frames,
+        "shots_recalibrated": follower.refitted,
+        "shots_refused": follower.refused,
         "tracked_boxes": int(sum(len(t) for t in tracks)),
         "tracks": len({int(i) for t in tracks for i in t.ids}),
         **cleaning,
@@ -194,7 +200,7 @@ def run_front_end(
         analysed_size=list(size),
         codec=info.codec,
         calibration=geometry.to_json(),  # of the first frame, at the analysed size
-        camera_motion=camera_tracker.result().summary(),
+        camera_motion=follower.summary(),
         calibration_summary=fitted.summary(),
         line_refinement=line_fit and line_fit.summary(),
         detector=str(onnx_detector) if onnx_detector else "pitch-colour (weight-free)",

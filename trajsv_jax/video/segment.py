@@ -79,6 +79,10 @@ class ViewClassifier:
         self._previous = histogram
         self._rows.append((grass_pixels / grass.size, lines, largest / grass.size, distance))
 
+    def at_shot_boundary(self) -> bool:
+        """Whether the frame added last starts a new shot (its histogram jumped from the previous frame's)."""
+        return bool(self._rows) and self._rows[-1][3] > self.config.shot_boundary
+
     def cues(self) -> ViewCues:
         rows = np.asarray(self._rows, np.float32).reshape(-1, 4)
         return ViewCues(*(rows[:, i] for i in range(4)))

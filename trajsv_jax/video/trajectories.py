@@ -42,8 +42,8 @@ def project(tracks: list[track.Tracks], calibrations: list) -> tuple[np.ndarray,
     """(ids [U], labels [U], positions [T, U, 2], metres_per_pixel [T, U]) of the tracks of T frames on the pitch.
 
     Each frame's foot points go through its own calibration (frames sharing one calibration object, all of a static
-    camera's, are projected together); metres_per_pixel is the ground one image pixel covers there (the larger of
-    its two directions), which sets the speed gate's allowance for pixel noise.
+    camera's, are projected together; frames without one have no tracks); metres_per_pixel is the ground one image
+    pixel covers there (the larger of its two directions), which sets the speed gate's allowance for pixel noise.
     """
     ids = np.concatenate([t.ids for t in tracks]) if tracks else np.zeros(0, np.int64)
     unique, column = np.unique(ids, return_inverse=True)
@@ -55,7 +55,7 @@ def project(tracks: list[track.Tracks], calibrations: list) -> tuple[np.ndarray,
     positions = np.full((len(tracks), len(unique), 2), np.nan, np.float32)
     metres_per_pixel = np.full((len(tracks), len(unique)), np.nan, np.float32)
     view_of = np.array([id(c) for c in calibrations])[frame_of]
-    for key, geometry in {id(c): c for c in calibrations}.items():
+    for key, geometry in {id(c): c for c in calibrations if c is not None}.items():  # None: no tracks there
         rows = view_of == key
         at = feet[rows].astype(np.float64)
         ground = geometry.image_to_pitch(at)
