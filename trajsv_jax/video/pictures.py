@@ -74,7 +74,7 @@ def save_pictures(result: FrontEndResult, out_dir: str | Path) -> list[Path]:
     seconds = len(positions) / source.fps
     ax.set_title(
         f"{source.source_id}: {positions.shape[1]} tracked objects over {seconds:.1f} s (frames {start}-{stop - 1})\n"
-        "foot points through the calibration; red / blue: the two kits, grey: other (referee, goalkeeper, unknown),"
+        "foot points through the calibration; red / blue: the two teams (not their kits' colours), grey: other,"
         " black: ball; dot = last position",
         fontsize=9,
     )
