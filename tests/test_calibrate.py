@@ -290,8 +290,8 @@ def test_camera_motion_recovers_a_synthetic_pan_and_zoom(fitted, frames_720p):
             @ np.linalg.inv(centre)
         )
 
-    moved = [(i, warp_undistorted(f, small, truth(i)) if i else f) for i, f in enumerate(frames_720p)]
-    motion = camera.track_camera_motion(moved, small)
+    moved = [warp_undistorted(f, small, truth(i)) if i else f for i, f in enumerate(frames_720p)]
+    motion = follow(moved, small)
     assert not motion.static and list(motion.frames) == list(range(len(frames_720p)))
     polygon = small.pitch_polygon()
     xs, ys = np.meshgrid(np.arange(40, 1240, 40.0), np.arange(40, 680, 40.0))
@@ -308,8 +308,16 @@ def test_camera_motion_recovers_a_synthetic_pan_and_zoom(fitted, frames_720p):
         drift = np.linalg.norm(motion.calibration(i).image_to_pitch(went) - small.image_to_pitch(grid), axis=1)
         assert np.nanpercentile(drift, 95) < 0.2
     assert 10 < motion.shift_px[-1] < 30  # measured 20.0 px by frame 5 (4 px a frame)
-    still = camera.track_camera_motion(enumerate(frames_720p), small)
+    still = follow(frames_720p, small)
     assert still.static and np.all(still.motion == np.eye(3)) and "static camera" in still.summary()
+
+
+def follow(frames: list[np.ndarray], calibration: calibrate.Calibration) -> camera.CameraMotion:
+    """The motion `camera.CameraTracker` finds over the frames, the first being the calibrated one."""
+    tracker = camera.CameraTracker(calibration)
+    for frame in frames:
+        tracker.update(frame)
+    return tracker.result()
 
 
 # ---- pitch-line refinement -------------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 `read_calibration` imports calibrate.py's own JSON, a bare homography, or a SoccerNet camera (sn-calibration, TVCalib).
 `refine_with_lines` corrects a roughly right calibration so that the projected pitch markings lie on the painted lines
 detected in a frame, where enough lines are visible. `CameraTracker` follows a moving camera from the calibrated
-reference frame, one frame at a time, and gives each frame its calibration. Every bad input is a one-line UserError
-naming the file.
+reference frame, one frame at a time, and gives each frame its calibration; `ViewFollower` does so across the cuts of
+an edited video, refitting the view on the lines at each. Every bad input is a one-line UserError naming the file.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -481,19 +480,3 @@ class ViewFollower:
                 f" ({self.uncalibrated_frames} frames without a calibration, left out)"
             )
         return text
-
-
-def track_camera_motion(
-    frames: Iterable[tuple[int, np.ndarray]],
-    calibration: Calibration,
-    mask: np.ndarray | None = None,
-    static_px: float = 1.0,
-    max_features: int = 400,
-) -> CameraMotion:
-    """Camera motion over (index, BGR frame) pairs, the first being the one `calibration` belongs to (CameraTracker)."""
-    tracker = CameraTracker(calibration, mask, static_px, max_features)
-    indices = []
-    for index, frame in frames:
-        tracker.update(frame)
-        indices.append(index)
-    return dataclasses.replace(tracker.result(), frames=np.array(indices))
