@@ -327,8 +327,8 @@ class CameraTracker:
     frame are followed into each frame with pyramidal Lucas–Kanade, seeded by the previous motion, and a RANSAC
     homography on their undistorted positions gives the key → frame motion. Matching against a key frame rather than
     the previous frame does not drift; a new key frame is taken when fewer than half of its corners survive. To be
-    cheap (about 4 ms a frame at 720p on 2 cores), corners are only searched in key frames, at half size, and the flow
-    uses small windows: the prediction from the previous motion leaves little to find.
+    cheap (its frames/s: the "camera" stage of benchmarks/video.py), corners are only searched in key frames, at half
+    size, and the flow uses small windows: the prediction from the previous motion leaves little to find.
     """
 
     def __init__(

@@ -13,6 +13,7 @@ import numpy as np
 
 from trajsv_jax import pitch
 from trajsv_jax.errors import UserError
+from trajsv_jax.video import segment
 
 LABEL_BALL, LABEL_PERSON = 0, 1
 REBUILD_PX = 3.0  # a new calibration that moves the view by more (px at the analysed size) redraws a detector's masks
@@ -63,8 +64,9 @@ class PitchColourConfig:
 class _FollowsView(abc.ABC):
     """A detector whose masks are drawn from the calibration (`_draw`) and follow a moving camera (`set_geometry`).
 
-    Drawing them takes about 20 ms at 720p, more than detecting, while a panning camera moves the view by a few pixels a
-    frame: the masks are redrawn only when the view has moved by more than `rebuild_px` since they were drawn.
+    Drawing them (whole-frame masks from every painted line) costs about as much as detecting, while a panning camera
+    moves the view by a few pixels a frame: the masks are redrawn only when the view has moved by more than
+    `rebuild_px` since they were drawn.
     """
 
     frame_size: tuple[int, int]
@@ -84,7 +86,7 @@ class _FollowsView(abc.ABC):
 
     def set_geometry(self, geometry) -> bool:
         """Use `geometry` (a calibration at the frame size) from the next frame on; True if the masks were redrawn."""
-        if geometry is self.geometry and self._drawn is not None:  # a static camera's: nothing to measure (0.5 ms)
+        if geometry is self.geometry and self._drawn is not None:  # a static camera's: nothing to measure
             return False
         self.geometry = geometry
         if self._drawn is not None and self.view_shift(geometry) <= self.rebuild_px:
@@ -124,8 +126,6 @@ class PitchColourDetector(_FollowsView):
     """
 
     def __init__(self, geometry, frame_size: tuple[int, int], config: PitchColourConfig | None = None, view=None):
-        from trajsv_jax.video import segment
-
         self.config = config or PitchColourConfig()
         self.view = view or segment.ViewConfig()
         self.frame_size, self.rebuild_px = frame_size, self.config.rebuild_px
@@ -140,8 +140,6 @@ class PitchColourDetector(_FollowsView):
         self._field_pixels = max(1, cv2.countNonZero(self.field))
 
     def __call__(self, frame: np.ndarray) -> Detections:
-        from trajsv_jax.video import segment
-
         hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
         grass = segment.pitch_mask(hsv, self.view)
         # Everything that is not grass is foreground: where the pitch area shows no grass, every pixel would be.

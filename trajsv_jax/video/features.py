@@ -5,8 +5,8 @@ source (store.py; written atomically, as every store write). `trajsv dataset` th
 (`input_pipeline.examples.video_examples`), and training turns the model's visual branch on by itself
 (`train.make_setup`: model.visual_dim = -1 becomes 512 when the dataset has visual clips).
 
-1. `ColourEdgeExtractor` (the default; no weights, 2-3 ms a frame on 2 cores): per frame, computed on the frame
-   resized to 256 x 144,
+1. `ColourEdgeExtractor` (the default; no weights, a few OpenCV passes over a small copy): per frame, computed on
+   the frame resized to 256 x 144,
      - colour layout, 192 dims: the frame averaged down to an 8 x 8 grid in CIELAB, centred on neutral grey
        (where the pitch, the stands, the sky and the scoreboard are);
      - colour histogram, 128 dims: joint HSV histogram (8 hue x 4 saturation x 4 value bins), square-rooted
