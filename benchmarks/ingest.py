@@ -1,8 +1,8 @@
 """Benchmark: the bundled SkillCorner match through kloppy vs the direct reader, in one run; prints one JSON object.
 
 Times (best of --repeat, wall clock and process CPU) of
-  fast:          trajsv_jax.ingest.read_skillcorner (the default reader)
-  kloppy_reader: trajsv_jax.ingest.read_with_kloppy("skillcorner", ...), which validates the files and counts skipped
+  fast:          trajsv_jax.data.ingest.read_skillcorner (the default reader)
+  kloppy_reader: trajsv_jax.data.ingest.read_with_kloppy("skillcorner", ...), which validates the files, counts skipped
                  referees with the direct reader first, then loads with kloppy and converts kloppy's frames
   kloppy_load:   kloppy.skillcorner.load alone (coordinates="skillcorner"), for reference
 and asserts that both readers give identical arrays (NaN equal), object ids/roles/order, frames, periods, timestamps.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from trajsv_jax import ingest
+from trajsv_jax.data import ingest
 
 ARRAYS = ("positions", "frame_id", "period", "timestamp", "object_role", "object_id")
 

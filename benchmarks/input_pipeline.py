@@ -24,12 +24,12 @@ from jax.sharding import Mesh
 
 from input_pipeline import examples as ex
 from input_pipeline import reader, write
-from trajsv_jax import clips as clips_lib
-from trajsv_jax import store as store_lib
+from trajsv_jax.data import clips as clips_lib
+from trajsv_jax.data import store as store_lib
 
 
 def bundled_source() -> store_lib.Source:
-    from trajsv_jax import ingest
+    from trajsv_jax.data import ingest
 
     source, _ = store_lib.source_from_frames(ingest.read_skillcorner(*ingest.bundled_skillcorner_files()), "bundled")
     return source

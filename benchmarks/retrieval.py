@@ -1,4 +1,4 @@
-"""Retrieval at scale (paper Table X): ScaNN (trajsv_jax.retrieval) vs exact search vs HNSW, in one run; prints JSON.
+"""Retrieval at scale (paper Table X): ScaNN (trajsv_jax.retrieval.index) vs exact search vs HNSW in one run; JSON.
 
 Vectors: real video vectors of a trained run (default runs/skillcorner_2417/train, written by `trajsv demo`), made
 denser by the run's own model and then by Gaussian copies:
@@ -12,8 +12,8 @@ denser by the run's own model and then by Gaussian copies:
 Reported per size: the mean cosine of a query to its nearest and its 10th nearest database vector (exact), and the
 fraction of the exact top-10 that are perturbed copies rather than embedded variants.
 
-Methods, on the same vectors, k = --k (10): exact search (`retrieval.exact_search`, numpy matmul, batched; it is
-also the ground truth); ScaNN through `retrieval.build_index`: the size's automatic settings, and from 10k vectors a
+Methods, on the same vectors, k = --k (10): exact search (`index_lib.exact_search`, numpy matmul, batched; it is
+also the ground truth); ScaNN through `index_lib.build_index`: the size's automatic settings, and from 10k vectors a
 tree_ah build and an ah build (where auto is not already that), each swept over leaves_to_search (tree) x reorder at
 query time; faiss `IndexHNSWFlat` and hnswlib (inner product), M in --hnsw-m, efConstruction --ef-construction,
 efSearch swept. Per setting: build seconds (all cores), single-query latency p50 / p99 (--latency-queries queries one
@@ -54,9 +54,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.machine import describe  # noqa: E402
-from trajsv_jax import embed, evaluate, retrieval, train, variants  # noqa: E402
+from input_pipeline import reader  # noqa: E402
 from trajsv_jax.errors import UserError  # noqa: E402
 from trajsv_jax.models import TrajSV  # noqa: E402
+from trajsv_jax.retrieval import index as index_lib  # noqa: E402
+from trajsv_jax.training import trainers, variants  # noqa: E402
+from trajsv_jax.training import trajsv as trajsv_trainer  # noqa: E402
 
 RUN = "runs/skillcorner_2417/train"
 REORDERS = (20, 50, 100, 200)  # ScaNN candidates re-scored exactly, swept at query time
@@ -72,12 +75,12 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------------------------------------------ vectors
 
 
-def real_videos(setup: train.Setup) -> dict[str, np.ndarray]:
+def real_videos(setup: trajsv_trainer.Setup) -> dict[str, np.ndarray]:
     """Every video of the run's dataset (train, val and test splits) as one numpy batch."""
     parts = []
     for split in ("train", "val", "test"):
         try:
-            parts.append(evaluate.read_split(setup.data_dir, split))
+            parts.append(reader.read_split(setup.data_dir, split))
         except UserError:
             continue  # a dataset written without that split
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
@@ -87,13 +90,13 @@ class Embedder:
     """The trained model and the two-stage variant maker of the module doc, jitted at a fixed batch."""
 
     def __init__(self, run: str, batch: int, max_delta: float):
-        self.setup, self.params, self.step = embed.load_trained(run)
+        self.setup, self.params, self.step = trajsv_trainer.load_params(run)
         self.batch, self.max_delta = batch, max_delta
         self.videos = {k: jnp.asarray(v) for k, v in real_videos(self.setup).items()}
         self.vocab = tuple(jnp.asarray(x) for x in self.setup.vocab.device_arrays())
         model, step = TrajSV(self.setup.model), self.setup.step
         self.encode = jax.jit(
-            lambda p, b: model.apply({"params": p}, train.model_inputs(b, step), method=TrajSV.encode)["video"]
+            lambda p, b: model.apply({"params": p}, trajsv_trainer.model_inputs(b, step), method=TrajSV.encode)["video"]
         )
         self._intra = jax.jit(self._intra_fn)
         self._inter = jax.jit(self._inter_fn)
@@ -217,7 +220,7 @@ def measure(search_one, search_all, queries, truth: Truth, count) -> dict[str, f
 
 
 def bench_exact(db: np.ndarray, queries: np.ndarray, k: int, count: int) -> tuple[dict, Truth]:
-    """The exact baseline, and the ground truth from `retrieval.exact_search` (batched).
+    """The exact baseline, and the ground truth from `index_lib.exact_search` (batched).
 
     Single queries go through faiss IndexFlatIP on one thread: numpy's matrix-vector product uses its BLAS threads,
     which cannot be limited here and stall on a busy machine.
@@ -225,14 +228,14 @@ def bench_exact(db: np.ndarray, queries: np.ndarray, k: int, count: int) -> tupl
     import faiss
 
     start = time.perf_counter()
-    truth, scores = retrieval.exact_search(db, queries, k)
+    truth, scores = index_lib.exact_search(db, queries, k)
     seconds = time.perf_counter() - start
     flat = faiss.IndexFlatIP(db.shape[1])
     flat.add(db)
     faiss.omp_set_num_threads(1)
     row = {"method": "exact", "build_s": 0.0, "recall10": 1.0} | latency(lambda q: flat.search(q, k), queries, count)
     row["batched_qps"] = round(len(queries) / seconds, 1)
-    row["note"] = "single: faiss IndexFlatIP, 1 thread; batched: retrieval.exact_search (numpy matmul, BLAS threads)"
+    row["note"] = "single: faiss IndexFlatIP, 1 thread; batched: index_lib.exact_search (numpy matmul, BLAS threads)"
     return row, Truth(db, queries, truth, scores)
 
 
@@ -242,7 +245,7 @@ def timed(build: Callable[[], object]) -> tuple[object, float]:
     return built, round(time.perf_counter() - start, 2)
 
 
-def scann_rows(index: retrieval.Index, name: str, build_s: float, queries, truth, count: int) -> list[dict]:
+def scann_rows(index: index_lib.Index, name: str, build_s: float, queries, truth, count: int) -> list[dict]:
     """One ScaNN build measured at the query-time settings worth sweeping for its mode."""
     s, k = index.settings, truth.rows.shape[1]
     sweep: list[dict] = []
@@ -253,7 +256,7 @@ def scann_rows(index: retrieval.Index, name: str, build_s: float, queries, truth
         sweep = [{"reorder": r} for r in REORDERS]
     built = {"leaves_to_search": s.leaves_to_search, "reorder": s.reorder}
     sweep = [{}, *(over for over in sweep if any(built[key] != value for key, value in over.items()))]
-    queries = retrieval.normalize(queries)
+    queries = index_lib.normalize(queries)
     rows = []
     for over in sweep:
         pre = -1 if s.mode == "brute_force" else max(over.get("reorder", s.reorder), k)
@@ -273,16 +276,16 @@ def scann_rows(index: retrieval.Index, name: str, build_s: float, queries, truth
 
 def bench_scann(db, queries, truth, count: int, tag: str) -> list[dict]:
     """ScaNN's automatic build, then (10k vectors and up) a tree_ah build and an ah build where auto is neither."""
-    auto = retrieval.resolve_settings(len(db))
+    auto = index_lib.resolve_settings(len(db))
     builds = {"auto": auto}
     if len(db) >= 10_000:
         for mode in ("tree_ah", "ah"):
-            settings = retrieval.resolve_settings(len(db), retrieval.IndexSettings(mode=mode))
+            settings = index_lib.resolve_settings(len(db), index_lib.IndexSettings(mode=mode))
             if settings != auto:
                 builds[mode] = settings
     rows = []
     for name, settings in builds.items():
-        index, build_s = timed(lambda settings=settings: retrieval.build_index(db, np.arange(len(db)), settings))
+        index, build_s = timed(lambda settings=settings: index_lib.build_index(db, np.arange(len(db)), settings))
         log(f"{tag} ScaNN {name} ({settings.mode}) built in {build_s} s")
         rows += scann_rows(index, name, build_s, queries, truth, count)
     return rows
@@ -397,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
     hnsw_m = [int(m) for m in a.hnsw_m.split(",")]
     efs = [int(e) for e in a.ef_search.split(",") if int(e) >= a.k]
     command = " ".join(["python -m benchmarks.retrieval", *(sys.argv[1:] if argv is None else argv)])
-    if not (Path(a.run) / train.RUN_FILE).exists():
+    if not (Path(a.run) / trainers.RUN_FILE).exists():
         raise SystemExit(f"{a.run}: no trained run there; run `trajsv demo` first (or pass --run DIR).")
 
     out = {"benchmark": "retrieval", "command": command, "machine": machine(), "k": a.k}

@@ -1,6 +1,6 @@
-"""Tokenizer benchmark: the literal play2vec reference vs trajsv_jax.tokenize, in one run; prints one JSON object.
+"""Tokenizer benchmark: the literal play2vec reference vs trajsv_jax.data.tokenize, in one run; prints one JSON object.
 
-On the bundled SkillCorner match (kloppy's test files, read by trajsv_jax.ingest):
+On the bundled SkillCorner match (kloppy's test files, read by trajsv_jax.data.ingest):
 1. reference: `segment_matrices` for every clip + one `Corpus` over all segments, timed;
 2. ours: `clip_segment_matrices` + exact `Vocabulary.tokenize`, compile (first run) timed apart from the best of
    --repeats warm runs; the tokens must equal the reference's (asserted), and the speed ratio is reported;
@@ -36,8 +36,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from trajsv_jax import ingest, store  # noqa: E402
-from trajsv_jax import tokenize as tk  # noqa: E402
+from trajsv_jax.data import ingest, store  # noqa: E402
+from trajsv_jax.data import tokenize as tk  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared/peers/play2vec_tokenizer.py"
 

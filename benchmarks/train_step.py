@@ -7,14 +7,14 @@ trajsv_jax.prepare, the train split's examples are read back, tiled to the globa
 random 512-d visual vector (the peer also uses randn visual features). The vocabulary is the match's real one.
 
 Measured, per global batch (--batches), one after another, never concurrently:
-1. ours, full: `train.compile_steps(...)[0]`, what `trajsv train` runs: intra- and inter-clip variants made on
+1. ours, full: `trajsv_trainer.compile_steps(...)[0]`, what `trajsv train` runs: intra- and inter-clip variants made on
    device from the global batch, re-tokenization of the intra-clip variant against the vocabulary, the 3 views
    through the model (dropout on), triple loss, backward, SGD-momentum update. Compiled ahead of time (compile time
    and XLA's memory analysis reported), then the median of --steps timed steps after --warmup, each ended by
    `jax.block_until_ready` on the new state.
 2. ours, peer-equivalent: the same model, loss and optimizer on 3 views given ready-made (made once, untimed, by
-   `train.make_views`): exactly the work the peer's step does.
-3. breakdown: `train.make_views` alone (variants + re-tokenization + stacking) and `variants.retokenize` alone.
+   `trajsv_trainer.make_views`): exactly the work the peer's step does.
+3. breakdown: `trajsv_trainer.make_views` alone (variants + re-tokenization + stacking) and `variants.retokenize` alone.
 4. the peer: `--peer` (../shared/peers/torch_trajsv.py) run as a subprocess with --batch B --steps --warmup; its
    printed videos/s, torch thread count, parameter count and loss are parsed. It times its own step (forward of its
    3 ready-made random variants, loss, backward, SGD) the same way: median of the timed steps.
@@ -67,8 +67,9 @@ import optax  # noqa: E402
 
 from benchmarks.machine import describe  # noqa: E402
 from trajsv_jax import config as config_lib  # noqa: E402
-from trajsv_jax import sharding, train, variants  # noqa: E402
 from trajsv_jax.models import TrajSV, count_params  # noqa: E402
+from trajsv_jax.training import sharding, steps, variants  # noqa: E402
+from trajsv_jax.training import trajsv as trajsv_trainer  # noqa: E402
 
 PEER = "../shared/peers/torch_trajsv.py"
 OVERRIDES = ("--config.model.vocab_size=4096", "--config.model.visual_dim=512")
@@ -90,13 +91,14 @@ MEMORY_NOTE = (
 
 def prepare_data(root: Path) -> Path:
     """The bundled match → store → tokens → TFRecords (n=16 clips per video) under `root`; the dataset folder."""
-    from trajsv_jax import ingest, prepare, store
+    from trajsv_jax import prepare
+    from trajsv_jax.data import ingest, store
 
     frames = ingest.read_skillcorner(*ingest.bundled_skillcorner_files())
     source, _ = store.source_from_frames(frames, "skillcorner_2417")
     store.write_source(root / "store", source)
-    prepare.tokenize(root / "store")
-    prepare.dataset(root / "store", root / "tfrecords", clips_per_video=16)
+    prepare.tokenize_store(root / "store")
+    prepare.write_dataset(root / "store", root / "tfrecords", clips_per_video=16)
     return root / "tfrecords"
 
 
@@ -119,7 +121,7 @@ def make_batch(examples: dict[str, np.ndarray], size: int, visual_dim: int, seed
 
 def load_setup(data_dir: Path):
     config = config_lib.load_config(str(REPO / "configs" / "paper.py"), [f"--config.data_dir={data_dir}", *OVERRIDES])
-    return config, train.make_setup(config)
+    return config, trajsv_trainer.make_setup(config)
 
 
 # -------------------------------------------------------------------------------------------------------------- timing
@@ -139,7 +141,7 @@ def median_seconds(step: Callable[[], object], warmup: int, steps: int) -> tuple
     return float(np.median(times)), times, (time.process_time() - cpu) / sum(times)
 
 
-def ready_views_step(state: train.TrainState, views: dict, *, model, tx, step: train.StepConfig):
+def ready_views_step(state: steps.TrainState, views: dict, *, model, tx, step: trajsv_trainer.StepConfig):
     """The peer's work: 3 ready-made views [B * 3, ...] → model (dropout on) → triple loss → gradients → SGD."""
     rng, dropout = jax.random.split(state.rng)
 
@@ -160,11 +162,11 @@ class Bench:
         self.config, self.setup = load_setup(data_dir)
         self.examples = examples
         self.mesh = sharding.make_mesh(devices)
-        self.model, self.tx = TrajSV(self.setup.model), train.make_optimizer(self.config)
-        self.vocab = train.replicate(tuple(np.asarray(x) for x in self.setup.vocab.device_arrays()), self.mesh)
+        self.model, self.tx = TrajSV(self.setup.model), trajsv_trainer.make_optimizer(self.config)
+        self.vocab = steps.replicate(tuple(np.asarray(x) for x in self.setup.vocab.device_arrays()), self.mesh)
         s = self.setup
         self.init = jax.jit(
-            functools.partial(train.init_state, self.model, self.tx, s.example, s.step, self.config.seed),
+            functools.partial(trajsv_trainer.init_state, self.model, self.tx, s.example, s.step, self.config.seed),
             out_shardings=sharding.replicated(self.mesh),
         )
 
@@ -176,7 +178,7 @@ class Bench:
         """The full step compiled ahead of time, its compile seconds and a fresh state."""
         state = self.init()
         start = time.perf_counter()
-        train_fn, _ = train.compile_steps(self.model, self.tx, self.setup.step, self.mesh, state)
+        train_fn, _ = trajsv_trainer.compile_steps(self.model, self.tx, self.setup.step, self.mesh, state)
         compiled = train_fn.lower(state, batch, self.vocab).compile()
         return compiled, time.perf_counter() - start, state
 
@@ -201,8 +203,8 @@ class Bench:
         }
 
     def compile_views(self, batch):
-        """`train.make_views` alone (variants + re-tokenization + stacking), compiled for `batch`."""
-        make_views = jax.jit(functools.partial(train.make_views, step=self.setup.step))
+        """`trajsv_trainer.make_views` alone (variants + re-tokenization + stacking), compiled for `batch`."""
+        make_views = jax.jit(functools.partial(trajsv_trainer.make_views, step=self.setup.step))
         return make_views.lower(jax.random.PRNGKey(1), batch, self.vocab).compile()
 
     def compile_peer_equivalent(self, batch):

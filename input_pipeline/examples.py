@@ -1,6 +1,6 @@
 """The per-video training example: its one definition (names, shapes, dtypes) and how it is cut from a store.
 
-A video is up to n consecutive clips of one source (`trajsv_jax.clips.Video`). Each clip becomes m segments of up to
+A video is up to n consecutive clips of one source (`data.clips.Video`). Each clip becomes m segments of up to
 s samples (frames) of K object positions; every array is padded to these fixed shapes and carries a mask, so batches
 have static shapes. Nothing is dropped silently: objects beyond K and clips without any object are counted in the
 stats that come with each example.
@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from trajsv_jax import clips as clips_lib
-from trajsv_jax import tokenize
+from trajsv_jax.data import clips as clips_lib
+from trajsv_jax.data import tokenize
+from trajsv_jax.data.store import Source
 from trajsv_jax.errors import UserError
-from trajsv_jax.store import Source
 
 VIDEO_ID_CLIP_BITS, VIDEO_ID_SOURCE_BITS = 16, 15
 STAT_KEYS = (

@@ -111,6 +111,16 @@ def ordered_batches(
         yield as_jax_dtypes({k: v.numpy() for k, v in parse_batch(serialized, config).items()})
 
 
+def read_split(data_dir: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
+    """Every video of a split as one numpy batch (in file order)."""
+    example = examples_lib.ExampleConfig(**write_lib.read_info(data_dir)["config"])
+    source = tfrecord_source(data_dir, split, example)
+    batches = list(ordered_batches(source, example, 256))
+    if not batches:
+        raise UserError(f"{source.where}: no videos in split {split!r}. Write the split with `trajsv dataset`.")
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
 def smallest_host_share(source: RecordSource, process_count: int) -> int:
     """Examples of the host with the fewest when each takes every `process_count`-th shard."""
     return min(sum(source.shard_lengths[p::process_count]) for p in range(process_count))

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from input_pipeline import examples as examples_lib
-from trajsv_jax import store as store_lib
+from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
 
 

@@ -22,8 +22,8 @@ from etils import epath
 from tqdm import tqdm
 
 from input_pipeline import examples as examples_lib
-from trajsv_jax import clips as clips_lib
-from trajsv_jax import store as store_lib
+from trajsv_jax.data import clips as clips_lib
+from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
 
 FORMAT_NAME = "trajsv-videos"

@@ -35,7 +35,7 @@ def one_line_error(excinfo, *words: str) -> str:
 @pytest.fixture(scope="session")
 def bundled_frames():
     """Frame-level tracking of the real SkillCorner match shipped inside kloppy's wheel."""
-    from trajsv_jax import ingest
+    from trajsv_jax.data import ingest
 
     return ingest.read_skillcorner(*ingest.bundled_skillcorner_files())
 
@@ -43,7 +43,7 @@ def bundled_frames():
 @pytest.fixture(scope="session")
 def bundled_source(bundled_frames):
     """The bundled match as a store Source (clips cut as `trajsv ingest` does)."""
-    from trajsv_jax import store
+    from trajsv_jax.data import store
 
     source, _ = store.source_from_frames(bundled_frames, "skillcorner_2417")
     return source
@@ -52,12 +52,13 @@ def bundled_source(bundled_frames):
 @pytest.fixture(scope="session")
 def demo_dataset(bundled_source, tmp_path_factory) -> Path:
     """TFRecords of the bundled match as the demo writes them (videos of 4 clips; train, val and test splits)."""
-    from trajsv_jax import prepare, store
+    from trajsv_jax import prepare
+    from trajsv_jax.data import store
 
     out = tmp_path_factory.mktemp("demo_dataset")
     store.write_source(out / "store", bundled_source)
-    prepare.tokenize(out / "store")
-    prepare.dataset(out / "store", out / "tfrecords", clips_per_video=4, shards=2, val_fraction=0.1)
+    prepare.tokenize_store(out / "store")
+    prepare.write_dataset(out / "store", out / "tfrecords", clips_per_video=4, shards=2, val_fraction=0.1)
     return out / "tfrecords"
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from conftest import tiny_model_overrides
 
-from trajsv_jax import cli, embed, store
-from trajsv_jax.tokenize import Vocabulary
+from trajsv_jax import cli
+from trajsv_jax.data import store
+from trajsv_jax.data.tokenize import Vocabulary
+from trajsv_jax.retrieval import embed
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,7 @@ def test_dataset_before_tokenize_says_what_to_run(tmp_path, bundled_source, caps
 
 
 def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_path):
-    from trajsv_jax import ingest
+    from trajsv_jax.data import ingest
 
     embeddings = demo_run / "train" / "embeddings" / "test"
     assert cli.main(["index", "--embeddings", str(embeddings)]) == 0

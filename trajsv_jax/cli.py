@@ -58,7 +58,8 @@ def _dataset_args(p: argparse.ArgumentParser, clips_per_video: int = 16, note: s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trajsv_jax import ingest, prepare
+    from trajsv_jax import prepare
+    from trajsv_jax.data import ingest
 
     parser = argparse.ArgumentParser(
         prog="trajsv",
@@ -213,7 +214,7 @@ def _numbers(kind: type):
 
 
 def _retrieval_parsers(sub) -> None:
-    from trajsv_jax import experiments
+    from trajsv_jax.retrieval import studies
 
     p = sub.add_parser(
         "index",
@@ -253,10 +254,10 @@ def _retrieval_parsers(sub) -> None:
         "that split; HR@1 and MRR from a ScaNN index, checked against exact search. The other studies train every "
         "method for 3 seeds on the bundled match (configs/demo.py + the method's changes; finished runs are "
         "reused) and write OUT/STUDY/table.md, table.json and retrieval.png.",
-        epilog="studies:\n" + "\n".join(f"  {k:<14} {v}" for k, v in experiments.STUDY_HELP.items()),
+        epilog="studies:\n" + "\n".join(f"  {k:<14} {v}" for k, v in studies.STUDY_HELP.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("study", choices=("retrieval", *experiments.STUDY_HELP), help="what to evaluate")
+    p.add_argument("study", choices=("retrieval", *studies.STUDY_HELP), help="what to evaluate")
     p.add_argument("--workdir", default=str(DEFAULT_RUN / "train"), help="retrieval: the training run")
     p.add_argument("--data", default=None, help="retrieval: dataset directory (default: the run's own)")
     p.add_argument("--checkpoint", default="best", help="retrieval: best, latest or a step")
@@ -302,7 +303,7 @@ def _parse_files(items: list[str]) -> dict[str, str | list[str]]:
 
 
 def _clip_config(a: argparse.Namespace):
-    from trajsv_jax.clips import ClipConfig
+    from trajsv_jax.data.clips import ClipConfig
 
     return ClipConfig(
         min_seconds=a.min_clip_seconds,
@@ -314,45 +315,44 @@ def _clip_config(a: argparse.Namespace):
 
 def train(a: argparse.Namespace, overrides: list[str]) -> None:
     from trajsv_jax import config as config_lib
-    from trajsv_jax import sharding
+    from trajsv_jax.training import sharding
 
     if a.distributed:
         sharding.initialize_distributed(a.coordinator, a.num_processes, a.process_id)
-    from trajsv_jax import train as train_lib
+    from trajsv_jax.training import loop
 
     config = config_lib.load_config(a.config, overrides)
-    summary = train_lib.train(config, a.workdir)
-    print(train_lib.report(summary))
+    print(loop.train_and_evaluate(config, a.workdir).report())
 
 
 def retrieval_command(a: argparse.Namespace, overrides: list[str]) -> None:
-    from trajsv_jax import evaluate, experiments, retrieval, search
+    from trajsv_jax.retrieval import evaluate, search, studies
+    from trajsv_jax.retrieval import index as index_lib
 
     if a.command == "index":
-        settings = retrieval.IndexSettings(
+        settings = index_lib.IndexSettings(
             mode=a.mode, num_leaves=a.num_leaves, leaves_to_search=a.leaves_to_search, reorder=a.reorder
         )
-        print(search.build(a.embeddings, a.out or f"{a.embeddings.rstrip('/')}/index", settings))
+        print(search.build(a.embeddings, a.out or f"{a.embeddings.rstrip('/')}/index", settings).report())
     elif a.command == "search":
         tracking = None
         if a.tracking:
             tracking = {"provider": a.tracking[0], "files": _parse_files(a.tracking[1:])}
-        print(search.report(search.search(a.index, a.video_id, tracking, a.k, a.plot)))
+        print(search.find_similar(a.index, a.video_id, tracking, a.k, a.plot).report())
     else:
         protocol = evaluate.Protocol(deltas=a.deltas, split=a.split, seed=a.seed)
         if a.study == "retrieval":
             checkpoint = int(a.checkpoint) if a.checkpoint.isdigit() else a.checkpoint
-            result = evaluate.evaluate(a.workdir, a.data, protocol, checkpoint)
-            print(evaluate.report(result))
-            print("\n".join(evaluate.write(result, a.out or f"{a.workdir.rstrip('/')}/retrieval")))
+            result = evaluate.evaluate_run(a.workdir, a.data, protocol, checkpoint)
+            print(result.report())
+            print("\n".join(result.write(a.out or f"{a.workdir.rstrip('/')}/retrieval")))
         else:
             out = a.out or "runs/experiments"
             if a.study == "transfer":
-                result = experiments.run_transfer(out, a.seeds, overrides, protocol)
+                result = studies.run_transfer(out, a.seeds, overrides, protocol)
             else:
-                result = experiments.run_study(a.study, out, a.seeds, a.only, overrides, protocol)
-            print(result["table"])
-            print("\n".join(result["files"]))
+                result = studies.run_study(a.study, out, a.seeds, a.only, overrides, protocol)
+            print(result.report())
 
 
 def run(a: argparse.Namespace, overrides: list[str]) -> None:
@@ -361,18 +361,20 @@ def run(a: argparse.Namespace, overrides: list[str]) -> None:
     if a.command == "train":
         train(a, overrides)
     elif a.command == "embed":
-        from trajsv_jax import embed
+        from trajsv_jax.retrieval import embed
 
         out = a.out or f"{a.workdir.rstrip('/')}/embeddings/{a.split}"
         checkpoint = int(a.checkpoint) if a.checkpoint.isdigit() else a.checkpoint
-        print(embed.report(embed.embed(a.workdir, out, a.data, a.split, checkpoint, a.batch_size)))
+        print(embed.embed_split(a.workdir, out, a.data, a.split, checkpoint, a.batch_size).report())
     elif a.command in ("index", "search", "evaluate"):
         retrieval_command(a, overrides)
     elif a.command == "ingest":
         pitch_size = {"pitch_length": a.pitch_length, "pitch_width": a.pitch_width}
         files = _parse_files(a.files)
-        report = prepare.ingest(a.provider, files, a.out, a.source_id, _clip_config(a), not a.kloppy, **pitch_size)
-        print(report)
+        result = prepare.ingest_source(
+            a.provider, files, a.out, a.source_id, _clip_config(a), not a.kloppy, **pitch_size
+        )
+        print(result.report())
     elif a.command == "preprocess":
         from trajsv_jax.video import preprocess
 
@@ -382,18 +384,26 @@ def run(a: argparse.Namespace, overrides: list[str]) -> None:
 
         features.run(a)
     elif a.command == "tokenize":
-        print(prepare.tokenize(a.store, a.cell, a.segment_seconds, a.threshold, a.approximate, a.vocabulary))
+        print(
+            prepare.tokenize_store(
+                a.store, a.cell, a.segment_seconds, a.threshold, a.approximate, a.vocabulary
+            ).report()
+        )
     elif a.command == "dataset":
-        print(prepare.dataset(a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction))
+        print(
+            prepare.write_dataset(
+                a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
+            ).report()
+        )
     elif a.command == "info":
-        print(prepare.info(a.store))
+        print(prepare.store_info(a.store).report())
     elif a.command == "demo":
         from trajsv_jax import demo
 
         options = prepare.DataOptions(
             a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
         )
-        print(demo.run(a.out, _clip_config(a), options, not a.kloppy, overrides, train=not a.data_only))
+        print(demo.run(a.out, _clip_config(a), options, not a.kloppy, overrides, train=not a.data_only).report())
 
 
 def main(argv: list[str] | None = None) -> int:

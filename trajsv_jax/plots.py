@@ -13,8 +13,8 @@ import numpy as np
 from etils import epath
 from matplotlib import patches
 
-from trajsv_jax import clips as clips_lib
-from trajsv_jax import pitch
+from trajsv_jax.data import clips as clips_lib
+from trajsv_jax.data import pitch
 
 ROLE_COLOURS = {
     clips_lib.ROLE_BALL: "#111111",

@@ -1,24 +1,32 @@
-"""The data-path steps behind the CLI: ingest → tokenize → dataset, each reporting what it did and what it dropped."""
+"""The data path's steps as library functions: ingest → tokenize → dataset (and a store's summary).
+
+Each step returns a small result with a `report()` that says what it did and what it dropped; the CLI prints it.
+`prepare_bundled_match` runs all three on the real match in kloppy's wheel (the data half of `trajsv demo`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
-from trajsv_jax import clips as clips_lib
-from trajsv_jax import store as store_lib
-from trajsv_jax import tokenize as tok
+from input_pipeline import examples as examples_lib
+from input_pipeline import write as write_lib
+from trajsv_jax import plots
+from trajsv_jax.data import clips as clips_lib
+from trajsv_jax.data import ingest as ingest_lib
+from trajsv_jax.data import store as store_lib
+from trajsv_jax.data import tokenize as tok
 from trajsv_jax.errors import UserError
 
-VOCAB_FILE = "vocab.npz"
-TOKENS_DIR = "tokens"
+log = logging.getLogger(__name__)
 
 
 def _minutes(seconds: float) -> str:
@@ -58,7 +66,18 @@ def describe_source(source: store_lib.Source) -> str:
     return "\n".join(lines)
 
 
-def ingest(
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    source: store_lib.Source
+    reader: str  # "fast reader" or "kloppy"
+    seconds: float
+    store: Path
+
+    def report(self) -> str:
+        return f"{describe_source(self.source)}\n  read with {self.reader} in {self.seconds:.1f} s -> {self.store}"
+
+
+def ingest_source(
     provider: str | None,
     files: dict[str, str],
     out: Path,
@@ -66,9 +85,8 @@ def ingest(
     clip_config: clips_lib.ClipConfig,
     fast: bool = True,
     **pitch_size: float | None,
-) -> str:
-    from trajsv_jax import ingest as ingest_lib
-
+) -> IngestResult:
+    """Read a provider's files (default: the bundled SkillCorner match) into the store `out`."""
     if provider is None:
         if files:
             raise UserError("files given without a provider: use `trajsv ingest PROVIDER KEY=FILE ...`")
@@ -78,84 +96,101 @@ def ingest(
     t0 = time.perf_counter()
     source, _ = ingest_lib.ingest(provider, files, out, source_id, clip_config, fast=fast, **pitch_size)
     reader = "fast reader" if fast and provider in ingest_lib.FAST_READERS else "kloppy"
-    return f"{describe_source(source)}\n  read with {reader} in {time.perf_counter() - t0:.1f} s -> {out}"
+    return IngestResult(source, reader, time.perf_counter() - t0, Path(out))
 
 
-def tokenize(
+@dataclasses.dataclass(frozen=True)
+class TokenizeResult:
+    segments: int
+    clips: int
+    num_tokens: int  # the vocabulary's tokens
+    used_tokens: int  # distinct non-empty tokens the store's segments got
+    empty_segments: int
+    seconds: float
+    vocab: tok.Vocabulary
+    vocab_path: Path
+    frozen_from: Path | None  # another dataset's vocabulary, when frozen
+
+    def report(self) -> str:
+        v = self.vocab
+        if self.frozen_from is not None:
+            return (
+                f"tokenized {self.segments} segments with the frozen vocabulary {self.frozen_from} ({v.num_tokens} "
+                f"tokens, {tok.grid_description(v.cell)}): each segment -> its most similar entry; "
+                f"{self.used_tokens} distinct tokens used -> {self.vocab_path}"
+            )
+        return (
+            f"tokenized {self.segments} segments of {self.clips} clips in {self.seconds:.2f} s: "
+            f"{v.num_tokens} tokens over {len(v)} distinct segment matrices ({self.empty_segments} empty segments -> "
+            f"token 0); {tok.grid_description(v.cell)}, {v.seconds:g} s segments, Jaccard threshold {v.threshold:g}"
+            f"{' (approximate MinHash LSH)' if v.lsh else ''} -> {self.vocab_path}"
+        )
+
+
+def tokenize_store(
     store: Path,
     cell: float = 3.0,
     seconds: float | None = None,
     threshold: float = 0.3,
     approximate: bool = False,
     vocabulary: Path | None = None,
-) -> str:
+) -> TokenizeResult:
     """Build the vocabulary over every clip of the store (sources in store order) and save tokens per clip.
 
     With `vocabulary` (another dataset's vocab.npz) the vocabulary is frozen instead: every segment gets the token
     of its most similar entry, so a model trained on that dataset reads this one (transfer, fine-tuning).
     """
+    store = Path(store)
     sources = store_lib.read_store(store)
     if not sources:
         raise UserError(f"{store}: the store has no sources. Add some with `trajsv ingest --out {store}`.")
     seconds = seconds or sources[0].metadata.get("clip_config", {}).get("segment_seconds", 1.0)
-    if vocabulary is not None:
-        return _tokenize_frozen(store, sources, tok.Vocabulary.load(vocabulary), seconds, vocabulary)
-    vocab = tok.Vocabulary(threshold=threshold, cell=cell, seconds=seconds, approximate=approximate)
     t0 = time.perf_counter()
-    total, empty = 0, 0
-    (store / TOKENS_DIR).mkdir(exist_ok=True)
+    if vocabulary is not None:
+        vocab = tok.Vocabulary.load(vocabulary)
+        if abs(vocab.seconds - seconds) > 1e-9:
+            raise UserError(f"{vocabulary}: made of {vocab.seconds:g} s segments, the store's clips use {seconds:g} s.")
+    else:
+        vocab = tok.Vocabulary(threshold=threshold, cell=cell, seconds=seconds, approximate=approximate)
+    total, empty, used = 0, 0, set()
     for source in tqdm(sources, desc="tokenize", unit="source", leave=False, disable=len(sources) < 2):
-        matrices, offsets = tok.source_segment_matrices(source, cell=cell, seconds=seconds)
-        tokens = np.asarray(vocab.tokenize(matrices))
+        matrices, offsets = tok.source_segment_matrices(source, cell=vocab.cell, seconds=seconds)
+        tokens = vocab.assign(matrices) if vocabulary is not None else np.asarray(vocab.tokenize(matrices))
         total += len(tokens)
         empty += int((tokens == 0).sum())
-        np.savez(store / TOKENS_DIR / f"{source.source_id}.npz", tokens=tokens, offsets=offsets)
-    vocab.save(store / VOCAB_FILE)
-    dt = time.perf_counter() - t0
-    return (
-        f"tokenized {total} segments of {sum(s.num_clips for s in sources)} clips in {dt:.2f} s: "
-        f"{vocab.num_tokens} tokens over {len(vocab)} distinct segment matrices ({empty} empty segments -> token 0); "
-        f"{tok.grid_description(cell)}, {seconds:g} s segments, Jaccard threshold {threshold:g}"
-        f"{' (approximate MinHash LSH)' if approximate else ''} -> {store / VOCAB_FILE}"
-    )
-
-
-def _tokenize_frozen(store: Path, sources: list, vocab: tok.Vocabulary, seconds: float, path: Path) -> str:
-    """Tokens of every clip from a fixed vocabulary (nearest entry); the vocabulary is copied into the store."""
-    if abs(vocab.seconds - seconds) > 1e-9:
-        raise UserError(f"{path}: made of {vocab.seconds:g} s segments, the store's clips use {seconds:g} s.")
-    assign = jax.jit(tok.assign_tokens)
-    arrays = vocab.device_arrays()
-    (store / TOKENS_DIR).mkdir(exist_ok=True)
-    total, used = 0, set()
-    for source in sources:
-        matrices, offsets = tok.source_segment_matrices(source, cell=vocab.cell, seconds=seconds)
-        blocks = [np.asarray(assign(matrices[i : i + 4096], *arrays)) for i in range(0, len(matrices), 4096)]
-        tokens = np.concatenate([np.zeros(0, np.int32), *blocks]).astype(np.int32)
-        total += len(tokens)
         used |= set(tokens.tolist())
-        np.savez(store / TOKENS_DIR / f"{source.source_id}.npz", tokens=tokens, offsets=offsets)
-    shutil.copyfile(path, store / VOCAB_FILE)
-    return (
-        f"tokenized {total} segments with the frozen vocabulary {path} ({vocab.num_tokens} tokens, "
-        f"{tok.grid_description(vocab.cell)}): each segment -> its most similar entry; {len(used - {0})} distinct "
-        f"tokens used -> {store / VOCAB_FILE}"
-    )
+        store_lib.write_tokens(store, source.source_id, tokens, offsets)
+    if vocabulary is not None:
+        shutil.copyfile(vocabulary, store / store_lib.VOCAB_FILE)
+    else:
+        vocab.save(store / store_lib.VOCAB_FILE)
+    clips = sum(s.num_clips for s in sources)
+    return TokenizeResult(
+        total, clips, vocab.num_tokens, len(used - {0}), empty, time.perf_counter() - t0, vocab,
+        store / store_lib.VOCAB_FILE, vocabulary,
+    )  # fmt: skip
 
 
-def read_tokens(store: Path, source: store_lib.Source) -> list[np.ndarray]:
-    """Token ids per clip of a source, as saved by `tokenize`."""
-    path = Path(store) / TOKENS_DIR / f"{source.source_id}.npz"
-    if not path.exists():
-        raise UserError(f"{path}: no tokens for {source.source_id}. Run `trajsv tokenize {store}` first.")
-    with np.load(path) as data:
-        tokens, offsets = data["tokens"], data["offsets"]
-    if len(offsets) != source.num_clips + 1:
-        raise UserError(f"{path}: tokens are for another version of {source.source_id}. Re-run `trajsv tokenize`.")
-    return [tokens[offsets[c] : offsets[c + 1]] for c in range(source.num_clips)]
+@dataclasses.dataclass(frozen=True)
+class DatasetResult:
+    out: Path
+    example: examples_lib.ExampleConfig
+    info: dict[str, Any]  # dataset_info.json
+
+    def report(self) -> str:
+        lines = [f"dataset {self.out} ({self.example.describe()}):"]
+        for split, entry in self.info["splits"].items():
+            stats = entry.get("stats", {})
+            lines.append(
+                f"  {split}: {entry['num_examples']} videos in {len(entry['shards'])} shards; "
+                f"{stats.get('clips_over_max_objects', 0)} clips had more than K={self.example.max_objects} objects "
+                f"({stats.get('dropped_object_frames', 0)} object-frames of the least-seen objects dropped)"
+            )
+        lines.append(f"  empty clips left out: {self.info['store']['stats']['empty_clips']}")
+        return "\n".join(lines)
 
 
-def dataset(
+def write_dataset(
     store: Path,
     out: Path,
     clips_per_video: int = 16,
@@ -163,62 +198,58 @@ def dataset(
     train_fraction: float = 0.8,
     shards: int = 4,
     val_fraction: float = 0.0,
-) -> str:
-    """Write the padded per-video TFRecord shards of every split, reporting counts and drops.
+) -> DatasetResult:
+    """Write the padded per-video TFRecord shards of every split, with counts and drops.
 
     The vocabulary is copied next to the shards, so that the dataset directory is all training needs (on a TPU
     pod it can be copied to a bucket alone).
     """
-    from input_pipeline import examples as ex
-    from input_pipeline import write
-
     sources = store_lib.read_store(store)
-    tokens = {s.source_id: read_tokens(store, s) for s in sources}
-    config = ex.ExampleConfig.for_sources(sources, clips=clips_per_video, objects=objects)
-    info = write.prepare_store(store, out, config, shards, tokens, train_fraction, val_fraction)
-    shutil.copyfile(Path(store) / VOCAB_FILE, Path(out) / VOCAB_FILE)
-    lines = [f"dataset {out} ({config.describe()}):"]
-    for split, entry in info["splits"].items():
-        stats = entry.get("stats", {})
-        lines.append(
-            f"  {split}: {entry['num_examples']} videos in {len(entry['shards'])} shards; "
-            f"{stats.get('clips_over_max_objects', 0)} clips had more than K={objects} objects "
-            f"({stats.get('dropped_object_frames', 0)} object-frames of the least-seen objects dropped)"
-        )
-    lines.append(f"  empty clips left out: {info['store']['stats']['empty_clips']}")
-    return "\n".join(lines)
+    tokens = {s.source_id: store_lib.read_tokens(store, s) for s in sources}
+    config = examples_lib.ExampleConfig.for_sources(sources, clips=clips_per_video, objects=objects)
+    info = write_lib.prepare_store(store, out, config, shards, tokens, train_fraction, val_fraction)
+    shutil.copyfile(Path(store) / store_lib.VOCAB_FILE, Path(out) / store_lib.VOCAB_FILE)
+    return DatasetResult(Path(out), config, info)
 
 
 def count_videos(
     sources: Sequence[store_lib.Source], clips_per_video: int, train_fraction: float, val_fraction: float = 0.0
 ) -> dict[str, int]:
     """Videos per split ("train", "val", "test") that the sources make."""
-    from input_pipeline import examples as ex
-
-    videos, _ = ex.plan_videos(sources, clips_per_video, train_fraction, val_fraction)
+    videos, _ = examples_lib.plan_videos(sources, clips_per_video, train_fraction, val_fraction)
     return {split: sum(v.split == split for v in videos) for split in clips_lib.SPLITS}
 
 
-def info(store: Path, clips_per_video: int = 16, train_fraction: float = 0.8) -> str:
-    sources = store_lib.read_store(store)
-    parts = []
-    for source in sources:
-        counts = count_videos([source], clips_per_video, train_fraction)
-        parts.append(
-            f"{describe_source(source)}\n  videos of n={clips_per_video} clips: {counts['train']} train, "
+@dataclasses.dataclass(frozen=True)
+class StoreInfo:
+    store: Path
+    sources: list[store_lib.Source]
+    videos: list[dict[str, int]]  # per source: videos per split
+    clips_per_video: int
+    vocab: tok.Vocabulary | None
+
+    def report(self) -> str:
+        parts = [
+            f"{describe_source(source)}\n  videos of n={self.clips_per_video} clips: {counts['train']} train, "
             f"{counts['test']} test"
-        )
-    vocab_path = Path(store) / VOCAB_FILE
-    if vocab_path.exists():
-        vocab = tok.Vocabulary.load(vocab_path)
-        parts.append(f"vocabulary: {vocab.num_tokens} tokens over {len(vocab)} distinct segment matrices")
-    return "\n".join(parts) or f"{store}: empty store"
+            for source, counts in zip(self.sources, self.videos, strict=True)
+        ]
+        if self.vocab is not None:
+            parts.append(f"vocabulary: {self.vocab.num_tokens} tokens over {len(self.vocab)} distinct segment matrices")
+        return "\n".join(parts) or f"{self.store}: empty store"
+
+
+def store_info(store: Path, clips_per_video: int = 16, train_fraction: float = 0.8) -> StoreInfo:
+    """What a store holds: its sources, the videos they make, its vocabulary."""
+    sources = store_lib.read_store(store)
+    videos = [count_videos([source], clips_per_video, train_fraction) for source in sources]
+    vocab_path = Path(store) / store_lib.VOCAB_FILE
+    vocab = tok.Vocabulary.load(vocab_path) if vocab_path.exists() else None
+    return StoreInfo(Path(store), sources, videos, clips_per_video, vocab)
 
 
 def plot_clips(source: store_lib.Source, tokens: list[np.ndarray], cell: float, seconds: float, path: Path, count=3):
     """Picture of `count` clips spread over the match: trajectories over their segment matrices on the pitch."""
-    from trajsv_jax import plots
-
     full = [c for c in range(source.num_clips) if len(tokens[c]) >= 8] or list(range(source.num_clips))
     chosen = [full[i] for i in np.linspace(0, len(full) - 1, count).round().astype(int)]
     clips = [source.clip(c) for c in chosen]
@@ -253,31 +284,52 @@ class DataOptions:
     val_fraction: float = 0.1
 
 
-def demo_data(out: Path, clip_config: clips_lib.ClipConfig, options: DataOptions, fast: bool = True):
-    """The data half of the demo on the bundled match: ingest → tokenize → dataset → a picture.
+@dataclasses.dataclass(frozen=True)
+class BundledData:
+    """The data half of the demo: the three steps' results, a picture, and a summary for summary.json."""
 
-    Returns (report lines, summary dict).
-    """
+    steps: tuple[IngestResult, TokenizeResult, DatasetResult]
+    summary: dict[str, Any]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.steps[2].out
+
+    def report(self) -> str:
+        return "\n".join([*(s.report() for s in self.steps), f"picture of 3 clips' segment matrices: "
+                          f"{self.summary['picture']}"])  # fmt: skip
+
+
+def prepare_bundled_match(
+    out: Path, clip_config: clips_lib.ClipConfig, options: DataOptions, fast: bool = True, echo=None
+) -> BundledData:
+    """Ingest → tokenize → dataset → a picture, on the bundled match, into `out`. `echo(result)` is called after
+    each step (the CLI prints the step's report there, before the next, longer step starts)."""
     out, o, seconds = Path(out), options, clip_config.segment_seconds
     store = out / "store"
-    steps = [
-        ingest(None, {}, store, None, clip_config, fast),
-        tokenize(store, o.cell, seconds, o.threshold, o.approximate),
-        dataset(store, out / "tfrecords", o.clips_per_video, o.objects, o.train_fraction, o.shards, o.val_fraction),
-    ]
+    echo = echo or (lambda result: None)
+    ingested = ingest_source(None, {}, store, None, clip_config, fast)
+    echo(ingested)
+    tokenized = tokenize_store(store, o.cell, seconds, o.threshold, o.approximate)
+    echo(tokenized)
+    written = write_dataset(
+        store, out / "tfrecords", o.clips_per_video, o.objects, o.train_fraction, o.shards, o.val_fraction
+    )
+    echo(written)
     source = store_lib.read_store(store)[0]
-    tokens = read_tokens(store, source)
+    tokens = store_lib.read_tokens(store, source)
     counts = count_videos([source], o.clips_per_video, o.train_fraction, o.val_fraction)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     png = plot_clips(source, tokens, o.cell, seconds, out / "plots" / "segment_matrices.png")
+    log.info("picture of 3 clips' segment matrices: %s", png)
     summary = {
         "clips": source.num_clips,
         "videos": sum(counts.values()),
         "videos_per_split": counts,
         "clips_per_video": o.clips_per_video,
         "segments": int(sum(len(t) for t in tokens)),
-        "vocabulary_tokens": tok.Vocabulary.load(store / VOCAB_FILE).num_tokens,
+        "vocabulary_tokens": tokenized.num_tokens,
         "drops": source.metadata["drops"],
         "picture": png,
     }
-    return [*steps, f"picture of 3 clips' segment matrices: {png}"], summary
+    return BundledData((ingested, tokenized, written), summary)

@@ -2,7 +2,7 @@
 
   LSTMEncoder   "w/o CRNet (LSTM / BiLSTM)": CRNet's segment embedding and dropout (no positional embedding: the
                 recurrence sees the order), `layers` LSTM or BiLSTM layers, t = the final hidden state
-  masked_mean   "w/o VRNet (Mean)": v = the mean of the valid clip vectors (crnet.py's, CRNet pools with it too)
+  masked_mean   "w/o VRNet (Mean)": v = the mean of the valid clip vectors (`pooling.masked_mean`, as CRNet pools)
   MLPPool       "w/o VRNet (MLP)": v = Dense-ReLU-Dense of that mean
 
 They plug into `TrajSV` through `TrajSVConfig.clip_encoder` / `video_encoder`.
@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 
 from trajsv_jax.models.attention import torch_dense
-from trajsv_jax.models.crnet import embed_segments, masked_mean
+from trajsv_jax.models.crnet import embed_segments
 from trajsv_jax.models.dropout import Dropout
+from trajsv_jax.models.pooling import masked_mean
 
 
 class LSTMEncoder(nn.Module):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from trajsv_jax.models.attention import keep_first_key_open, torch_dense
 from trajsv_jax.models.dropout import Dropout
+from trajsv_jax.models.pooling import masked_mean
 
 _LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
 
@@ -36,12 +37,6 @@ def embed_segments(segments: jax.Array, embedding: str, vocab_size: int, d_model
     if embedding == "matrices":
         return torch_dense(d_model, segments.shape[-1], dtype, name="embed")(segments.astype(dtype))
     raise ValueError(f"unknown embedding {embedding!r}: expected 'tokens' or 'matrices'")
-
-
-def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of x [..., k, d] over the rows where mask [..., k] holds, in x's dtype; zeros where no row holds."""
-    w = mask[..., None].astype(x.dtype)
-    return (x * w).sum(-2) / jnp.maximum(w.sum(-2), 1.0)
 
 
 class EncoderLayer(nn.Module):
@@ -95,23 +90,6 @@ class CRNet(nn.Module):
     dropout_attn: float = 0.1
     embedding: str = "tokens"
     dtype: Any = jnp.float32
-
-    def embed(self, segments: jax.Array) -> jax.Array:
-        """Segment embeddings s_i [N, m, d] from token ids or segment matrices."""
-        if self.embedding == "tokens":
-            table = nn.Embed(
-                self.vocab_size,
-                self.d_model,
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                embedding_init=nn.initializers.normal(1.0),
-                name="embed",
-            )
-            return table(segments) * (segments != 0)[..., None].astype(self.dtype)
-        if self.embedding == "matrices":
-            cells = segments.shape[-1]
-            return torch_dense(self.d_model, cells, self.dtype, name="embed")(segments.astype(self.dtype))
-        raise ValueError(f"unknown embedding {self.embedding!r}: expected 'tokens' or 'matrices'")
 
     @nn.compact
     def __call__(self, segments: jax.Array, segment_mask: jax.Array, deterministic: bool = True) -> jax.Array:

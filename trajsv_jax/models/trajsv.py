@@ -25,7 +25,8 @@ import jax.numpy as jnp
 
 from trajsv_jax.errors import UserError
 from trajsv_jax.models.baselines import LSTMEncoder, MLPPool
-from trajsv_jax.models.crnet import CRNet, masked_mean
+from trajsv_jax.models.crnet import CRNet
+from trajsv_jax.models.pooling import l2_normalize, masked_mean
 from trajsv_jax.models.vrnet import VRNet
 
 Batch = dict[str, jax.Array]
@@ -140,8 +141,7 @@ class TrajSV(nn.Module):
         """
         c = self.clips(batch, deterministic)
         v = self.video(c, batch["clip_mask"]).astype(jnp.float32)
-        v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)  # as torch.nn.functional.normalize
-        return {"video": v, "clips": c}
+        return {"video": l2_normalize(v), "clips": c}
 
     def __call__(self, batch: Batch, deterministic: bool = True) -> jax.Array:
         """Video vectors v [B, out_dim], L2-normalised, float32."""

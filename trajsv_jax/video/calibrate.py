@@ -25,9 +25,9 @@ from xml.etree import ElementTree
 import cv2
 import numpy as np
 
-from trajsv_jax import pitch
+from trajsv_jax.data import pitch
+from trajsv_jax.data.ingest.common import json_problem, read_bytes
 from trajsv_jax.errors import UserError
-from trajsv_jax.ingest.common import json_problem, read_bytes
 
 PathLike = str | os.PathLike
 FORMAT = "trajsv-calibration"

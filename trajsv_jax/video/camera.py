@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 from scipy.optimize import least_squares
 
-from trajsv_jax import pitch
+from trajsv_jax.data import pitch
+from trajsv_jax.data.ingest.common import json_problem, read_bytes
 from trajsv_jax.errors import UserError
-from trajsv_jax.ingest.common import json_problem, read_bytes
-from trajsv_jax.video import segment
+from trajsv_jax.video import shots
 from trajsv_jax.video.calibrate import FORMAT, Calibration, PathLike, apply_homography, oriented
 
 LINE_CONTRAST = 25  # top-hat of the HSV value: how much brighter than the grass around a painted line is
@@ -172,15 +172,15 @@ class LineFit:
         )
 
 
-def line_pixels(frame_bgr: np.ndarray, config: segment.ViewConfig | None = None) -> np.ndarray:
+def line_pixels(frame_bgr: np.ndarray, config: shots.ViewConfig | None = None) -> np.ndarray:
     """uint8 mask (255) of painted-line pixels: thin, bright, unsaturated ridges on the grass.
 
-    Grass is found by colour (segment.pitch_mask) and closed over the lines and players; a white top-hat with a kernel
+    Grass is found by colour (shots.pitch_mask) and closed over the lines and players; a white top-hat with a kernel
     a few line widths wide keeps bright structures thinner than the kernel (lines, not shirts or sky).
     """
     hsv = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2HSV)
     height = frame_bgr.shape[0]
-    grass = segment.pitch_mask(hsv, config or segment.ViewConfig())
+    grass = shots.pitch_mask(hsv, config or shots.ViewConfig())
     field = cv2.morphologyEx(grass, cv2.MORPH_CLOSE, _disc(height * 0.01))
     ridge = cv2.morphologyEx(hsv[..., 2], cv2.MORPH_TOPHAT, _disc(height * 0.0075))
     return ((ridge > LINE_CONTRAST) & (hsv[..., 1] < LINE_MAX_SATURATION) & (field > 0)).astype(np.uint8) * 255

@@ -11,9 +11,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from trajsv_jax import pitch
+from trajsv_jax.data import pitch
 from trajsv_jax.errors import UserError
-from trajsv_jax.video import segment
+from trajsv_jax.video import shots
 
 LABEL_BALL, LABEL_PERSON = 0, 1
 REBUILD_PX = 3.0  # a new calibration that moves the view by more (px at the analysed size) redraws a detector's masks
@@ -117,7 +117,7 @@ def _view(geometry, frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray
 class PitchColourDetector(_FollowsView):
     """Weight-free players and ball: pixels that are neither grass nor painted line, grouped into blobs.
 
-    Grass is found by colour (`segment.pitch_mask`); the painted lines are known from the calibration and masked out;
+    Grass is found by colour (`shots.pitch_mask`); the painted lines are known from the calibration and masked out;
     what remains on the pitch is people, the ball, and clutter. A blob is scored as a person by how well its height
     matches a 1.8 m person standing at its foot point (the calibration gives the pixels per metre there), so partial or
     merged blobs get low scores that the tracker's second, low-confidence stage can still use. Small round white blobs
@@ -127,7 +127,7 @@ class PitchColourDetector(_FollowsView):
 
     def __init__(self, geometry, frame_size: tuple[int, int], config: PitchColourConfig | None = None, view=None):
         self.config = config or PitchColourConfig()
-        self.view = view or segment.ViewConfig()
+        self.view = view or shots.ViewConfig()
         self.frame_size, self.rebuild_px = frame_size, self.config.rebuild_px
         self._adopt(geometry)
         self.off_field = 0  # detections whose foot point is off the pitch (+ margin): dropped, counted
@@ -141,7 +141,7 @@ class PitchColourDetector(_FollowsView):
 
     def __call__(self, frame: np.ndarray) -> Detections:
         hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
-        grass = segment.pitch_mask(hsv, self.view)
+        grass = shots.pitch_mask(hsv, self.view)
         # Everything that is not grass is foreground: where the pitch area shows no grass, every pixel would be.
         if cv2.countNonZero(cv2.bitwise_and(grass, self.field)) < self.config.min_grass_share * self._field_pixels:
             self.no_grass_frames += 1

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from trajsv_jax import store as store_lib
+from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
 from trajsv_jax.video import decode
 

@@ -8,7 +8,8 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 
-from trajsv_jax import clips, pitch, plots
+from trajsv_jax import plots
+from trajsv_jax.data import clips, pitch
 from trajsv_jax.video import decode, detect
 from trajsv_jax.video.preprocess import FrontEndResult
 

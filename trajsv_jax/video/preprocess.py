@@ -1,6 +1,6 @@
 """Broadcast video → a source in the trajectory store (paper IV-A): the whole front end in one pass over the frames.
 
-decode (downscaled to `height` rows) → per frame: camera-view cues and detections → main-camera clips (segment.py)
+decode (downscaled to `height` rows) → per frame: camera-view cues and detections → main-camera clips (shots.py)
 → one tracker per clip (track.py) → foot points through the calibration → centred metres → `store.source_from_frames`,
 the same path provider data takes, so `trajsv tokenize / dataset / train / embed` run on the result unchanged.
 Nothing is written until every stage has succeeded; every detection or frame left out is counted in the metadata.
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from trajsv_jax import clips, store
+from trajsv_jax.data import clips, store
 from trajsv_jax.errors import UserError
-from trajsv_jax.video import calibrate, camera, decode, detect, segment, teams, track, trajectories
+from trajsv_jax.video import calibrate, camera, decode, detect, shots, teams, track, trajectories
 
 ROLE_ORDER = (clips.ROLE_BALL, clips.ROLE_TEAM_A, clips.ROLE_TEAM_B, clips.ROLE_OTHER)  # object columns, in this order
 
@@ -28,7 +28,7 @@ ROLE_ORDER = (clips.ROLE_BALL, clips.ROLE_TEAM_A, clips.ROLE_TEAM_B, clips.ROLE_
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
     height: int | None = 720  # rows the frames are downscaled to before any analysis (None: native size)
-    view: segment.ViewConfig = dataclasses.field(default_factory=segment.ViewConfig)
+    view: shots.ViewConfig = dataclasses.field(default_factory=shots.ViewConfig)
     detector: detect.PitchColourConfig = dataclasses.field(default_factory=detect.PitchColourConfig)
     tracker: track.TrackerConfig = dataclasses.field(default_factory=track.TrackerConfig)
     cleaning: trajectories.TrajectoryConfig = dataclasses.field(default_factory=trajectories.TrajectoryConfig)
@@ -41,7 +41,7 @@ class FrontEndResult:
 
     source: store.Source
     drops: clips.Drops
-    segmentation: segment.Segmentation
+    segmentation: shots.Segmentation
     calibrations: list[Any]  # per analysed frame, calibrate.Calibration at the analysed size (one object if static)
     tracks: list[track.Tracks]  # per analysed frame (empty outside clips)
     team_of: dict[int, int]  # clips.ROLE_* of each player track id (teams.py)
@@ -115,7 +115,7 @@ def run_front_end(
         _, first = next(decode.frames(info.path, config.height, stop=1))
         geometry, line_fit = camera.refine_with_lines(first, geometry)
     detector = detector_for(onnx_detector, geometry, size, config, info.path)
-    view = segment.ViewClassifier(config.view)
+    view = shots.ViewClassifier(config.view)
     detections: list[detect.Detections] = []
     torsos: list[list[np.ndarray]] = []  # per frame and detection: the torso's shirt pixels (teams.py)
     calibrations: list[calibrate.Calibration | None] = []  # per frame (the same object while the camera stays put)
@@ -150,7 +150,7 @@ def run_front_end(
         seconds["teams"] += time.perf_counter() - t3
         bar.update()
     bar.close()
-    segmentation = segment.segment(view.cues(), info.fps, config.view, config.clip.min_seconds)
+    segmentation = shots.segment(view.cues(), info.fps, config.view, config.clip.min_seconds)
     if not segmentation.clips:
         counts = ", ".join(f"{k} {v}" for k, v in segmentation.counts().items())
         raise UserError(
@@ -223,7 +223,7 @@ def track_torsos(tracks: list[track.Tracks], torsos: list[list[np.ndarray]]) -> 
 def to_frames(
     tracks: list[track.Tracks],
     team_of: dict[int, int],
-    segmentation: segment.Segmentation,
+    segmentation: shots.Segmentation,
     calibrations: list[calibrate.Calibration],
     info: decode.VideoInfo,
     config: trajectories.TrajectoryConfig,
@@ -317,7 +317,7 @@ def command(args, clip_config: clips.ClipConfig) -> str:
     """`trajsv preprocess`: run, write the source, draw the pictures, report."""
     from trajsv_jax.video import pictures
 
-    view = segment.ViewConfig()
+    view = shots.ViewConfig()
     if args.min_pitch_share is not None:
         view = dataclasses.replace(view, min_pitch_share=args.min_pitch_share)
     config = PreprocessConfig(height=args.height or None, view=view, clip=clip_config)

@@ -19,8 +19,8 @@ import itertools
 import cv2
 import numpy as np
 
-from trajsv_jax import clips
-from trajsv_jax.video import segment
+from trajsv_jax.data import clips
+from trajsv_jax.video import shots
 
 TORSO_ROWS, TORSO_COLUMNS = (0.15, 0.5), (0.25, 0.75)  # fractions of the box
 GRASS_CHROMA = 12.0  # Lab (a, b) distance to the grass's chroma under which a pixel is grass
@@ -33,16 +33,16 @@ OUTLIER_FACTOR = 2.5
 MIN_OUTLIER_DISTANCE = 0.15  # Hellinger units: tracks closer than this to a centre are never outliers
 
 
-def grass_chroma(frame: np.ndarray, view: segment.ViewConfig) -> np.ndarray:
+def grass_chroma(frame: np.ndarray, view: shots.ViewConfig) -> np.ndarray:
     """[2] median Lab (a, b) of the frame's pitch-coloured pixels (on a 160-wide copy); grey if there are none."""
     small = cv2.resize(frame, (160, max(1, round(frame.shape[0] * 160 / frame.shape[1]))), interpolation=cv2.INTER_AREA)
-    grass = segment.pitch_mask(cv2.cvtColor(small, cv2.COLOR_BGR2HSV), view) > 0
+    grass = shots.pitch_mask(cv2.cvtColor(small, cv2.COLOR_BGR2HSV), view) > 0
     if not grass.any():
         return np.array([128.0, 128.0], np.float32)
     return np.median(cv2.cvtColor(small, cv2.COLOR_BGR2LAB)[grass][:, 1:].astype(np.float32), axis=0)
 
 
-def torso_pixels(frame: np.ndarray, boxes: np.ndarray, view: segment.ViewConfig) -> list[np.ndarray]:
+def torso_pixels(frame: np.ndarray, boxes: np.ndarray, view: shots.ViewConfig) -> list[np.ndarray]:
     """Per box, [P, 2] uint8 Lab chroma (a, b) of its torso pixels that are not grass ([0, 2] when too few are).
 
     Lightness is left out: on real footage sunlight and shade change it along one shirt more than it tells kits apart

@@ -23,7 +23,7 @@ import itertools
 import numpy as np
 from scipy.signal import savgol_filter
 
-from trajsv_jax import clips
+from trajsv_jax.data import clips
 from trajsv_jax.video import detect, track
 
 

@@ -1,0 +1,1 @@
+"""The data layer: field geometry, clips, the trajectory store, provider ingest, tokenization."""

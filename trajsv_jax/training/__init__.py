@@ -1,0 +1,1 @@
+"""Training: losses, variants, sharding, checkpoints, metrics, the loop and its trainers."""
