@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from conftest import tiny_model_overrides
 
 from trajsv_jax import cli
+from trajsv_jax.cli import commands
 from trajsv_jax.data import store
 from trajsv_jax.data.tokenize import Vocabulary
 from trajsv_jax.retrieval import embed
@@ -133,3 +137,29 @@ def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_p
     assert cli.main(["search", "--index", str(embeddings / "index"), "--video-id", "999999"]) == 2
     err = capsys.readouterr().err.strip()
     assert "video id 999999: not in" in err and "\n" not in err
+
+
+HEAVY = ("tensorflow", "jax", "jaxlib", "scann", "cv2", "flax", "orbax", "matplotlib", "optax", "kloppy")
+
+
+def test_building_the_parser_imports_nothing_heavy():
+    """`trajsv --help` must come back at once: the parser's imports leave TF, JAX, cv2 & co. unloaded."""
+    code = f"import sys, trajsv_jax.cli as c; c.build_parser(); print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def subcommands() -> list[str]:
+    action = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+def test_every_parser_command_has_a_function():
+    assert sorted(subcommands()) == sorted(commands.COMMANDS)
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0 and f"usage: trajsv {command}" in capsys.readouterr().out

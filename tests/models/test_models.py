@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_model_overrides
+from conftest import shared_path, tiny_model_overrides
 
 from input_pipeline import reader
 from trajsv_jax import config as config_lib
@@ -23,7 +23,6 @@ from trajsv_jax.training import trajsv as trajsv_trainer
 # A small model keeps the tests fast; the paper-sized one runs only in the parameter-count and peer-parity tests.
 SMALL = TrajSVConfig(vocab_size=64, d_model=32, ffn=64, visual_dim=24, vrnet_hidden=48, out_dim=16)
 CELLS = 35 * 23
-PEER_DIR = "/work/shared/peers"  # torch_trajsv.py, the PyTorch peer; its parity test skips without it or torch
 
 
 def make_batch(cfg: TrajSVConfig, b: int = 3, n: int = 6, m: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
@@ -149,7 +148,7 @@ def test_jit_grad_with_dropout(small):
 
 
 def test_param_count_matches_torch_peer():
-    # 18,711,936 = sum(p.numel() for p in TrajSV(4096).parameters()) for /work/shared/peers/torch_trajsv.py
+    # 18,711,936 = sum(p.numel() for p in TrajSV(4096).parameters()) for ../shared/peers/torch_trajsv.py
     # (vocab 4096, visual 512), computed once with torch 2.13.0 CPU (CRNet 955,904 + VRNet 17,756,032).
     cfg = TrajSVConfig(vocab_size=4096, visual_dim=512)
     batch = make_batch(cfg, b=1, n=2)
@@ -212,8 +211,8 @@ def peer_params(sd: dict[str, np.ndarray], d: int = 128, heads: int = 2) -> dict
 
 def test_matches_torch_peer_numerically():
     """With the peer's weights loaded, eval-mode outputs agree: the two models are the same function."""
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, PEER_DIR)
+    torch = pytest.importorskip("torch", reason="the test extra's torch==2.13.0 runs the PyTorch peer")
+    sys.path.insert(0, str(shared_path("peers/torch_trajsv.py").parent))
     torch_trajsv = pytest.importorskip("torch_trajsv")
     torch.manual_seed(0)
     peer = torch_trajsv.TrajSV(512).eval()
@@ -340,7 +339,8 @@ def test_lstm_and_bilstm_equal_a_numpy_lstm_over_the_valid_segments():
     tokens = rng.integers(1, 50, (5, 6)).astype(np.int32)  # tokens in padded segments too: they must not count
     t = {}
     for bidirectional in (False, True):
-        encoder = LSTMEncoder(vocab_size=50, d_model=8, layers=2, bidirectional=bidirectional)
+        cfg = TrajSVConfig(vocab_size=50, d_model=8, layers=2, clip_encoder="bilstm" if bidirectional else "lstm")
+        encoder = LSTMEncoder(cfg)
         shapes = jax.eval_shape(encoder.init, jax.random.key(0), tokens, mask)["params"]
         params = jax.tree_util.tree_map(lambda x: rng.normal(0, 0.5, x.shape).astype(np.float32), shapes)
         t[bidirectional] = np.asarray(jax.jit(encoder.apply)({"params": params}, tokens, mask))

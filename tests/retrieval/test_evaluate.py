@@ -49,8 +49,8 @@ def test_protocol_finds_unchanged_videos_and_scann_agrees_with_exact(tiny_run, d
     protocol = evaluate.Protocol(deltas=(0.0, 0.6))
     result = evaluate.evaluate_run(tiny_run, protocol=protocol)
     test_videos = write_lib.read_info(demo_dataset)["splits"]["test"]["num_examples"]
-    assert result["database_size"] == test_videos > 10 and result["k"] == test_videos
-    exact, noisy = result["results"]
+    assert result.database_size == test_videos > 10 and result.k == test_videos
+    exact, noisy = result.results
     assert exact["delta"] == 0.0 and exact["hr1"] == exact["exact_hr1"] == 1.0 and exact["mrr"] == 1.0
     assert noisy["same_rank"] == 1.0 and noisy["hr1"] == noisy["exact_hr1"]
     assert 0.0 <= noisy["hr1"] <= noisy["mrr"] <= 1.0
@@ -62,7 +62,7 @@ def test_study_trains_evaluates_tabulates_and_reuses_runs(tiny_run, demo_dataset
     protocol = evaluate.Protocol(deltas=(0.5, 0.6))
     args = ("ablations", tmp_path, (0, 1), "VRNet (Mean)", overrides, protocol, str(demo_dataset))
     result = studies.run_study(*args)
-    (row,) = result["rows"]
+    (row,) = result.table["rows"]
     assert row["method"] == "w/o VRNet (Mean)" and len(row["results"]) == 2 and len(row["train_seconds"]) == 2
     table = (tmp_path / "ablations" / "table.md").read_text()
     assert "| w/o VRNet (Mean) |" in table and " ± " in table and "Database: " in table
@@ -70,7 +70,7 @@ def test_study_trains_evaluates_tabulates_and_reuses_runs(tiny_run, demo_dataset
     summary = tmp_path / "runs" / row["key"] / "seed1" / "summary.json"
     before = summary.stat().st_mtime_ns
     again = studies.run_study(*args)
-    assert summary.stat().st_mtime_ns == before and again["rows"][0]["results"] == row["results"]
+    assert summary.stat().st_mtime_ns == before and again.table["rows"][0]["results"] == row["results"]
     skipped = studies.run_study("ablations", tmp_path, (0,), "Visual", overrides, protocol, str(demo_dataset))
-    assert "no visual features" in skipped["rows"][0]["skipped"]
+    assert "no visual features" in skipped.table["rows"][0]["skipped"]
     assert json.loads((tmp_path / "ablations" / "table.json").read_text())["study"] == "ablations"

@@ -73,9 +73,9 @@ def test_train_resume_and_embed(demo_dataset, tmp_path):
     workdir = tmp_path / "p2v"
     overrides = ("--config.eval_every_steps=3", "--config.log_every_steps=1")
     summary = loop.train_and_evaluate(tiny_config(demo_dataset, "--config.max_steps=6", *overrides), workdir)
-    assert summary["steps"] == 6 and summary["resumed_from"] is None
+    assert summary.steps == 6 and summary.resumed_from is None
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 3, 6] and summary["best_step"] in (0, 3, 6)
+    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 3, 6] and summary.best_step in (0, 3, 6)
     assert all(np.isfinite(r["loss"]) and r["noise_tokens_changed"] > 0 for r in records)
     # every training token is known; validation counts the segments whose token the training split has
     assert all(r["known"] == 1 if r["kind"] == "train" else 0 < r["known"] < 1 for r in records)
@@ -86,7 +86,7 @@ def test_train_resume_and_embed(demo_dataset, tmp_path):
 
     # the same run with more steps resumes from its last checkpoint; a changed config is refused
     summary = loop.train_and_evaluate(tiny_config(demo_dataset, "--config.max_steps=8", *overrides), workdir)
-    assert summary["resumed_from"] == 6 and summary["steps"] == 8
+    assert summary.resumed_from == 6 and summary.steps == 8
     steps = [r["step"] for r in (json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines())]
     assert steps.count(6) == 2 and steps.count(7) == 1  # train + val at 6, nothing logged twice
     with pytest.raises(UserError, match=r"different config \(noise.shift changed\)"):
@@ -94,7 +94,7 @@ def test_train_resume_and_embed(demo_dataset, tmp_path):
             tiny_config(demo_dataset, "--config.max_steps=8", "--config.noise.shift=1.0", *overrides), workdir
         )
 
-    index = embed.embed_split(workdir, tmp_path / "vectors", split="test", which="latest")
+    index = embed.embed_split(workdir, tmp_path / "vectors", split="test", which="latest").index
     vectors = embed.read_embeddings(tmp_path / "vectors")
     assert index["checkpoint_step"] == 8 and vectors["videos"].shape == (index["videos"], TINY["hidden"])
     np.testing.assert_allclose(np.linalg.norm(vectors["videos"], axis=1), 1.0, rtol=1e-5)

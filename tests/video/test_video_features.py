@@ -13,6 +13,8 @@ import pytest
 from conftest import shared_path
 from onnx import TensorProto, helper, numpy_helper
 
+from trajsv_jax import cli
+from trajsv_jax.cli import commands
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
@@ -28,9 +30,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="trajsv")
-    F.add_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["features", *argv])
+    return cli.build_parser().parse_args(["features", *argv])
 
 
 def tiny_source(source_id: str, fps: float, lengths, periods, starts, first_frames, metadata=None) -> store_lib.Source:
@@ -94,7 +94,7 @@ def test_video_features_of_a_video_source_through_the_command(tmp_path, capsys):
     )
     store = tmp_path / "store"
     store_lib.write_source(store, source)
-    F.run(parse([str(store), "--height", "144"]))
+    commands.features(parse([str(store), "--height", "144"]))
     report = capsys.readouterr().out
     without = "1 without (1: frames past the end of the video (the video has 250 frames))"
     assert f"4 clips, 3 with features, {without}" in report
@@ -119,14 +119,14 @@ def test_video_features_errors_are_one_line(tmp_path):
     store_lib.write_source(store, tiny_source("a", 10.0, [20], [1], [0.0], [0]))
     store_lib.write_source(store, tiny_source("b", 10.0, [20], [1], [0.0], [0]))
     with pytest.raises(UserError, match="no source has a video") as e:
-        F.run(parse([str(store)]))
+        commands.features(parse([str(store)]))
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match="name it with --source ID"):
-        F.run(parse([str(store), "--video", str(path)]))
+        commands.features(parse([str(store), "--video", str(path)]))
     with pytest.raises(UserError, match=r"25 fps, but source a was tracked at 10 fps"):
-        F.run(parse([str(store), "--source", "a", "--video", str(path)]))
+        commands.features(parse([str(store), "--source", "a", "--video", str(path)]))
     with pytest.raises(UserError, match="no such video file"):
-        F.run(parse([str(store), "--source", "a", "--video", str(tmp_path / "missing.mp4")]))
+        commands.features(parse([str(store), "--source", "a", "--video", str(tmp_path / "missing.mp4")]))
 
 
 # ---------------------------------------------------------------------------------------------------------- ONNX

@@ -159,7 +159,7 @@ def test_preprocess_writes_a_store_that_tokenize_and_dataset_read(tmp_path):
     assert source.metadata["video"].endswith("left_camera.mp4") and "calibration" in source.metadata
     assert result.counts["segmentation_main_camera_frames"] == 40
     json.dumps(source.metadata)  # the metadata is plain JSON
-    print(prepare.tokenize_store(out, 3.0, None, 0.3, False))
+    assert prepare.tokenize_store(out, 3.0, None, 0.3, False).segments > 0
     assert store.list_sources(out) == ["left"]
 
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 Params = dict[str, Any]
 
-_LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
+LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
 
 
 def keep_first_key_open(key_mask: jax.Array) -> jax.Array:
@@ -43,7 +43,7 @@ def layer_norm(params: Params, x: jax.Array) -> jax.Array:
     xf = x.astype(jnp.float32)
     mean = xf.mean(-1, keepdims=True)
     var = jnp.square(xf - mean).mean(-1, keepdims=True)
-    y = (xf - mean) * jax.lax.rsqrt(var + _LN_EPS) * params["scale"] + params["bias"]
+    y = (xf - mean) * jax.lax.rsqrt(var + LN_EPS) * params["scale"] + params["bias"]
     return y.astype(x.dtype)
 
 

@@ -4,6 +4,7 @@ Layer for layer as the PyTorch peer: segment embedding (token embedding with id 
 the binary segment matrix) + learned positional embedding, dropout, a post-norm Transformer encoder
 (torch.nn.TransformerEncoderLayer: ReLU FFN, dropout on attention weights and both residual branches), a mean over
 the valid segments and a position-wise FFN (d -> d -> d). Fusion with the visual vector y happens in `TrajSV`.
+`CRNet` and its `EncoderLayer`s take the whole `TrajSVConfig`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from trajsv_jax.models.attention import keep_first_key_open, torch_dense
+from trajsv_jax.models.attention import LN_EPS, keep_first_key_open, torch_dense
+from trajsv_jax.models.config import TrajSVConfig
 from trajsv_jax.models.dropout import Dropout
 from trajsv_jax.models.pooling import masked_mean
-
-_LN_EPS = 1e-5  # torch.nn.LayerNorm's default.
 
 
 def embed_segments(segments: jax.Array, embedding: str, vocab_size: int, d_model: int, dtype: Any) -> jax.Array:
@@ -40,25 +40,23 @@ def embed_segments(segments: jax.Array, embedding: str, vocab_size: int, d_model
 
 
 class EncoderLayer(nn.Module):
-    """Post-norm Transformer encoder layer, as torch.nn.TransformerEncoderLayer(norm_first=False, relu)."""
+    """Post-norm Transformer encoder layer, as torch.nn.TransformerEncoderLayer(norm_first=False, relu): d_model,
+    heads, ffn hidden units, dropout_attn on the attention weights and both residual branches."""
 
-    d_model: int = 128
-    heads: int = 2
-    ffn: int = 512
-    dropout: float = 0.1
-    dtype: Any = jnp.float32
+    config: TrajSVConfig
 
     @nn.compact
     def __call__(self, x: jax.Array, key_mask: jax.Array, deterministic: bool) -> jax.Array:
         """x [N, m, d], key_mask [N, m] (True = attend; at least one True per row) -> [N, m, d]."""
-        d = self.d_model
+        cfg = self.config
+        d, ffn, rate, dtype = cfg.d_model, cfg.ffn, cfg.dropout_attn, jnp.dtype(cfg.dtype)
         attn = nn.MultiHeadDotProductAttention(
-            num_heads=self.heads,
+            num_heads=cfg.heads,
             qkv_features=d,
             out_features=d,
-            dropout_rate=self.dropout,
+            dropout_rate=rate,
             broadcast_dropout=False,
-            dtype=self.dtype,
+            dtype=dtype,
             param_dtype=jnp.float32,
             # torch's in_proj: xavier_uniform over the stacked [3d, d] weight, i.e. U(+-sqrt(6 / 4d)); zero biases.
             kernel_init=nn.initializers.variance_scaling(0.5, "fan_in", "uniform"),
@@ -66,30 +64,22 @@ class EncoderLayer(nn.Module):
             name="self_attn",
         )
         h = attn(x, mask=key_mask[:, None, None, :], deterministic=deterministic)
-        norm = {"epsilon": _LN_EPS, "dtype": self.dtype, "param_dtype": jnp.float32}
-        x = nn.LayerNorm(**norm, name="norm1")(x + Dropout(self.dropout)(h, deterministic))
-        h = jax.nn.relu(torch_dense(self.ffn, d, self.dtype, name="linear1")(x))
-        h = torch_dense(d, self.ffn, self.dtype, name="linear2")(Dropout(self.dropout)(h, deterministic))
-        return nn.LayerNorm(**norm, name="norm2")(x + Dropout(self.dropout)(h, deterministic))
+        norm = {"epsilon": LN_EPS, "dtype": dtype, "param_dtype": jnp.float32}
+        x = nn.LayerNorm(**norm, name="norm1")(x + Dropout(rate)(h, deterministic))
+        h = jax.nn.relu(torch_dense(ffn, d, dtype, name="linear1")(x))
+        h = torch_dense(d, ffn, dtype, name="linear2")(Dropout(rate)(h, deterministic))
+        return nn.LayerNorm(**norm, name="norm2")(x + Dropout(rate)(h, deterministic))
 
 
 class CRNet(nn.Module):
     """Clip representation network: segments of N clips -> trajectory vectors t [N, d_model].
 
     `embedding="tokens"` embeds token ids [N, m] (0 = padding/empty, embedded as zeros like torch's padding_idx);
-    `embedding="matrices"` embeds binary segment matrices [N, m, C] with a linear layer (C = grid cells).
+    `embedding="matrices"` embeds binary segment matrices [N, m, C] with a linear layer (C = grid cells). Reads
+    vocab_size, segments (positional embeddings), d_model, layers, dropout_pos, the `EncoderLayer` fields and dtype.
     """
 
-    vocab_size: int = 4096
-    segments: int = 16
-    d_model: int = 128
-    heads: int = 2
-    layers: int = 2
-    ffn: int = 512
-    dropout_pos: float = 0.3
-    dropout_attn: float = 0.1
-    embedding: str = "tokens"
-    dtype: Any = jnp.float32
+    config: TrajSVConfig
 
     @nn.compact
     def __call__(self, segments: jax.Array, segment_mask: jax.Array, deterministic: bool = True) -> jax.Array:
@@ -98,14 +88,15 @@ class CRNet(nn.Module):
         A clip without any valid segment keeps its first segment open in attention and pools over max(count, 1)
         segments, so it yields a finite (if meaningless) vector instead of NaN.
         """
+        cfg = self.config
+        d, dtype = cfg.d_model, jnp.dtype(cfg.dtype)
         m = segment_mask.shape[-1]
-        pos = self.param("pos", nn.initializers.normal(0.02), (self.segments, self.d_model), jnp.float32)
-        x = embed_segments(segments, self.embedding, self.vocab_size, self.d_model, self.dtype)
-        x = x + pos[:m].astype(self.dtype)
-        x = Dropout(self.dropout_pos)(x, deterministic)
+        pos = self.param("pos", nn.initializers.normal(0.02), (cfg.segments, d), jnp.float32)
+        x = embed_segments(segments, cfg.embedding, cfg.vocab_size, d, dtype)
+        x = x + pos[:m].astype(dtype)
+        x = Dropout(cfg.dropout_pos)(x, deterministic)
         open_keys = keep_first_key_open(segment_mask)
-        for i in range(self.layers):
-            layer = EncoderLayer(self.d_model, self.heads, self.ffn, self.dropout_attn, self.dtype, name=f"layer{i}")
-            x = layer(x, open_keys, deterministic)
-        h = jax.nn.relu(torch_dense(self.d_model, self.d_model, self.dtype, name="ffn0")(masked_mean(x, segment_mask)))
-        return torch_dense(self.d_model, self.d_model, self.dtype, name="ffn1")(h)
+        for i in range(cfg.layers):
+            x = EncoderLayer(cfg, name=f"layer{i}")(x, open_keys, deterministic)
+        h = jax.nn.relu(torch_dense(d, d, dtype, name="ffn0")(masked_mean(x, segment_mask)))
+        return torch_dense(d, d, dtype, name="ffn1")(h)

@@ -30,6 +30,7 @@ from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import ingest
 from trajsv_jax.data import store as store_lib
 from trajsv_jax.retrieval import evaluate as evaluate_lib
+from trajsv_jax.retrieval.study_names import STUDY_HELP
 from trajsv_jax.training import loop
 
 log = logging.getLogger(__name__)
@@ -97,13 +98,6 @@ STUDIES = {
     "batch-size": lambda _: _sweep("batch", "batch_size", (8, 16, 32, 48), 16),
     "cell-size": lambda _: [Method(f"cell {c} m", cell=float(c)) for c in (1, 3, 5, 7, 9)],
     "embedding-dim": lambda _: _sweep("d", "model.d_model", (32, 64, 128, 256), 128),
-}
-STUDY_HELP = {
-    "ablations": "Table V: replaced CRNet / VRNet, single modalities, the loss without each view, play2vec",
-    "batch-size": "Table VI: batch 8 / 16 / 32 / 48 (one match has 63 training videos), with training time",
-    "cell-size": "Table VII: grid cells of 1, 3, 5, 7, 9 m (re-tokenized per size)",
-    "embedding-dim": "Table VIII: trajectory representation d_model 32, 64, 128, 256",
-    "transfer": "Table IX: SkillCorner -> Hawk-Eye + PFF (kloppy's samples), zero-shot and fine-tuned",
 }
 FULL = Method("CRNet + VRNet")
 

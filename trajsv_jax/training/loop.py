@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from trajsv_jax.training import checkpoints, sharding, trainers
 from trajsv_jax.training import metrics as metrics_lib
 from trajsv_jax.training.steps import replicate
 
+log = logging.getLogger(__name__)
 # config fields a resumed run may change (how long and how often); anything else must match the checkpoint's run
 RESUMABLE_CHANGES = ("num_epochs", "max_steps", "patience", "log_every_steps", "eval_every_steps", "keep_checkpoints")
 
@@ -169,9 +171,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     state, train_fn, eval_fn, tables = trainer.start(config, setup, mesh)
     evaluate = Evaluator(config, setup, mesh, eval_fn, tables) if config.val_split else None
     if lead:
-        print(setup.describe(), flush=True)
+        log.info(setup.describe())
         if evaluate is not None:
-            print(f"validation: {config.val_split} split in batches of {evaluate.batch}", flush=True)
+            log.info("validation: %s split in batches of %d", config.val_split, evaluate.batch)
 
     mgr = checkpoints.manager(workdir / trainers.CHECKPOINT_DIR, config.keep_checkpoints)
     progress = {"best_val_loss": None, "best_step": None, "evals_since_best": 0, "initial_val_loss": None}

@@ -30,12 +30,10 @@ Nothing is dropped silently: clips without a feature keep mask False and are cou
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import math
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,14 +45,16 @@ from tqdm import tqdm
 from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
 from trajsv_jax.video import decode
+from trajsv_jax.video.feature_defaults import (
+    CLIP_MEAN,
+    CLIP_STD,
+    DEFAULT_HEIGHT,
+    SAMPLE_FPS,
+    SOCCERNET_FPS,
+    SOCCERNET_NAME,
+)
 
 DIM = 512  # d4 of the paper: X-CLIP's and SoccerNet's ResNet-PCA vectors
-DEFAULT_HEIGHT = 360  # decode height: features need little resolution
-SAMPLE_FPS = 2.0  # frames per second sampled in each clip (SoccerNet features are at 2 fps)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing, RGB, on [0, 1] pixels
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-SOCCERNET_NAME = "{half}_ResNET_TF2_PCA512.npy"
-SOCCERNET_FPS = 2.0
 
 # Default extractor geometry: 8*8*3 (layout) + 8*4*4 (histogram) + 4*4*12 (edges) = 512.
 WORK_SIZE = (256, 144)  # (width, height) every frame is resized to before the descriptor
@@ -522,111 +522,9 @@ def video_path(store: str | os.PathLike, source: store_lib.Source) -> Path | Non
     return path
 
 
-# --------------------------------------------------------------------------------------------------- command line
-
-DESCRIPTION = """\
-Give every clip of store sources a frozen 512-d visual vector y (the paper's c = [t, y]) and write it into the
-store, for `trajsv dataset` and training (which switches the model's visual branch on when the data has them).
-
-Where the vectors come from:
-  default           the source's video (metadata "video", or --video), sampled at 2 fps inside each clip, decoded
-                    once at --height rows; per frame a weight-free 512-d descriptor (8x8 Lab colour layout 192 +
-                    HSV histogram 128 + 4x4 grid of 12 edge orientations 192, each part L2-normalised), averaged
-                    over the clip's frames
-  --onnx MODEL      the same frames through an ONNX image encoder (e.g. a CLIP / X-CLIP vision tower with its
-                    512-d projection) run by OpenCV's dnn module; CLIP preprocessing by default; --clip-frames T
-                    for a video encoder taking [1, T, 3, H, W]
-  --soccernet DIR   import SoccerNet features: DIR/1_ResNET_TF2_PCA512.npy and 2_... ([N, 512] at 2 fps per half);
-                    each clip averages the rows of its half inside its time
-
-Clips without a vector (past the end of the video or of the arrays) keep visual_mask False and are counted."""
-
-EPILOG = """\
-examples:
-  trajsv features my_store                                    # every source with a video, default extractor
-  trajsv features my_store --source game1 --video game1.mp4 --onnx clip_vitb32_visual.onnx
-  trajsv features my_store --source england_epl_2016_chelsea_arsenal --soccernet SoccerNet/england_epl/2016-2017/X
-  trajsv features my_store --source g --soccernet g/1_I3D_PCA512.npy g/2_I3D_PCA512.npy --soccernet-offset 2.5 0"""
-
-
-def _floats3(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated numbers") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated numbers, one per channel")
-    return values  # type: ignore[return-value]
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Define `trajsv features` on the CLI's subparsers; `run(args)` does the work."""
-    p = subparsers.add_parser(
-        "features",
-        help="a frozen 512-d visual vector per clip: from the video (default or ONNX model) or SoccerNet features",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("store", type=Path, help="the trajectory store (written by `trajsv ingest` or the video front end)")
-    p.add_argument(
-        "--source",
-        dest="sources",
-        action="append",
-        metavar="ID",
-        help="a source of the store (repeatable); default: every source with a video (with --video or --soccernet: "
-        "the store's only source)",
-    )
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--video", type=Path, help="video of the (one) source, instead of its metadata's")
-    where.add_argument(
-        "--soccernet",
-        nargs="+",
-        type=Path,
-        metavar="PATH",
-        help="SoccerNet game directory, or two feature files (half 1, half 2)",
-    )
-    g = p.add_argument_group("video frames")
-    g.add_argument(
-        "--height", type=int, default=DEFAULT_HEIGHT, help=f"decode height in rows (default {DEFAULT_HEIGHT})"
-    )
-    g.add_argument(
-        "--sample-fps", type=float, default=SAMPLE_FPS, help="frames per second sampled in each clip (default 2)"
-    )
-    g = p.add_argument_group("ONNX backbone (instead of the default extractor)")
-    g.add_argument("--onnx", type=Path, metavar="MODEL", help="ONNX image encoder giving [N, 512] for [N, 3, S, S]")
-    g.add_argument("--input-size", type=int, default=224, help="S: the model's input size (default 224)")
-    g.add_argument(
-        "--mean", type=_floats3, default=CLIP_MEAN, help="per-channel mean on [0, 1] pixels (default CLIP's)"
-    )
-    g.add_argument("--std", type=_floats3, default=CLIP_STD, help="per-channel std (default CLIP's)")
-    g.add_argument("--bgr", action="store_true", help="the model takes BGR channels (default RGB)")
-    g.add_argument("--no-crop", action="store_true", help="squash to S x S instead of resize + centre crop")
-    g.add_argument("--no-l2", action="store_true", help="do not L2-normalise the model's output vectors")
-    g.add_argument(
-        "--clip-frames", type=int, default=0, help="T: a video encoder taking [1, T, 3, S, S] per clip (default 0)"
-    )
-    g.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default 16)")
-    g.add_argument("--onnx-output", default=None, help="name of the output to read (default: the model's output)")
-    g = p.add_argument_group("SoccerNet import")
-    g.add_argument(
-        "--soccernet-name",
-        default=SOCCERNET_NAME,
-        help=f"file name pattern in the directory (default {SOCCERNET_NAME})",
-    )
-    g.add_argument("--soccernet-fps", type=float, default=SOCCERNET_FPS, help="rows per second (default 2)")
-    g.add_argument(
-        "--soccernet-offset",
-        type=float,
-        nargs=2,
-        default=(0.0, 0.0),
-        metavar=("H1", "H2"),
-        help="seconds of each half's video before the tracking's period start (default 0 0)",
-    )
-    return p
-
-
-def _select_sources(store: Path, wanted: Sequence[str] | None, external: str | None) -> list[store_lib.Source]:
+def select_sources(store: Path, wanted: Sequence[str] | None, external: str | None) -> list[store_lib.Source]:
+    """Sources `trajsv features` works on: `wanted` ids, else the only source when features come from an `external`
+    video or SoccerNet (the flag's name, for messages), else every source whose metadata names a video."""
     ids = store_lib.list_sources(store)
     if wanted:
         unknown = [sid for sid in wanted if sid not in ids]
@@ -648,46 +546,3 @@ def _select_sources(store: Path, wanted: Sequence[str] | None, external: str | N
             f"{store}: no source has a video (metadata 'video'). Pass --source ID with --video PATH or --soccernet DIR."
         )
     return sources
-
-
-def run(args: argparse.Namespace) -> None:
-    """`trajsv features`: compute, write, and print one report line per source."""
-    store = Path(args.store)
-    if args.onnx and args.soccernet:
-        raise UserError("--onnx runs on video frames, --soccernet imports ready features: use one of them.")
-    external = "--video" if args.video else "--soccernet" if args.soccernet else None
-    sources = _select_sources(store, args.sources, external)
-    extractor: FrameExtractor | None = None
-    if not args.soccernet:
-        if args.height is not None and args.height < 16:
-            raise UserError(f"--height {args.height}: too small; use e.g. {DEFAULT_HEIGHT}.")
-        if args.onnx:
-            extractor = OnnxExtractor(
-                args.onnx,
-                args.input_size,
-                args.mean,
-                args.std,
-                rgb=not args.bgr,
-                crop=not args.no_crop,
-                l2=not args.no_l2,
-                clip_frames=args.clip_frames,
-                batch_size=args.batch_size,
-                output=args.onnx_output,
-            )
-        else:
-            extractor = ColourEdgeExtractor()
-    for source in sources:
-        t0 = time.perf_counter()
-        if args.soccernet:
-            features = import_soccernet(
-                source, args.soccernet, args.soccernet_name, args.soccernet_fps, args.soccernet_offset
-            )
-            origin = ""
-        else:
-            video = args.video or video_path(store, source)
-            if video is None:
-                raise UserError(f"source {source.source_id} of {store}: no video in its metadata. Pass --video PATH.")
-            features = video_features(source, video, extractor, args.height, args.sample_fps)
-            origin = f" from {video}"
-        path = write_features(store, source.source_id, features.visual, features.mask, features.info())
-        print(f"source {source.source_id}{origin}: {features.summary()}; {time.perf_counter() - t0:.1f} s -> {path}")

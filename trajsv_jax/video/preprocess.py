@@ -311,27 +311,3 @@ def report(result: FrontEndResult, store_path: Path, pictures: list[Path]) -> st
             *(f"  picture: {p}" for p in pictures),
         ]
     )
-
-
-def command(args, clip_config: clips.ClipConfig) -> str:
-    """`trajsv preprocess`: run, write the source, draw the pictures, report."""
-    from trajsv_jax.video import pictures
-
-    view = shots.ViewConfig()
-    if args.min_pitch_share is not None:
-        view = dataclasses.replace(view, min_pitch_share=args.min_pitch_share)
-    config = PreprocessConfig(height=args.height or None, view=view, clip=clip_config)
-    result = preprocess(
-        args.video,
-        args.out,
-        landmarks=args.landmarks,
-        calibration=args.calibration,
-        onnx_detector=args.detector,
-        distortion=args.distortion,
-        refine_lines=args.refine_lines,
-        config=config,
-        source_id=args.source_id,
-        max_frames=args.max_frames,
-    )
-    folder = args.plots or Path(args.out).parent / f"{result.source.source_id}_pictures"
-    return report(result, args.out, pictures.save_pictures(result, folder))

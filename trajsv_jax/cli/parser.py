@@ -1,16 +1,25 @@
-"""`trajsv`: the command line. Thin: parse, call the library, report. Bad input ends in one line, never a traceback."""
+"""Every `trajsv` argparse definition. Imports only the standard library and light trajsv_jax modules (no
+TensorFlow, JAX, cv2, ScaNN or kloppy), so that `trajsv --help` and argument errors come back at once."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
-import time
 from pathlib import Path
 
-from trajsv_jax.errors import UserError
+from trajsv_jax.data.ingest.common import PROVIDERS
+from trajsv_jax.retrieval.study_names import STUDY_HELP
+from trajsv_jax.video.feature_defaults import (
+    CLIP_MEAN,
+    CLIP_STD,
+    DEFAULT_HEIGHT,
+    SAMPLE_FPS,
+    SOCCERNET_FPS,
+    SOCCERNET_NAME,
+)
 
 DEFAULT_RUN = Path("runs/skillcorner_2417")
+DEMO_CLIPS_PER_VIDEO = 4  # = prepare.DataOptions.clips_per_video (prepare imports TensorFlow)
 
 EPILOG = """\
 examples:
@@ -25,10 +34,70 @@ examples:
   trajsv train --config configs/demo.py --workdir runs/skillcorner_2417/train
   trajsv embed --workdir runs/skillcorner_2417/train --split test
   trajsv index                                    # ScaNN index of those test videos
-  trajsv search --video-id 23 -k 5 --plot matches.png
+  trajsv search --video-id 302 -k 5 --plot matches.png
   trajsv evaluate retrieval                       # HR@1 / MRR of the demo run at noise 0.5-0.6
   trajsv evaluate ablations                       # Table V, 3 seeds (about 40 minutes on 2 cores)
 Every subcommand has --help."""
+
+TRAIN_EPILOG = """examples:
+  trajsv train --config configs/demo.py --config.data_dir=runs/skillcorner_2417/tfrecords --workdir runs/demo
+  trajsv train --config configs/paper.py --config.data_dir=DATA --config.model.visual_dim=0
+  trajsv train --config configs/scaling.py:1024 --config.data_dir=gs://bucket/data --workdir gs://bucket/b1024 \
+      --distributed                    # on every host of a TPU slice (tpu_scripts/train.sh does this)
+Without --coordinator etc., --distributed lets JAX detect the cluster (Cloud TPU, SLURM, Open MPI); the flags
+default to $TRAJSV_COORDINATOR, $TRAJSV_NUM_PROCESSES and $TRAJSV_PROCESS_ID."""
+
+FEATURES_DESCRIPTION = """\
+Give every clip of store sources a frozen 512-d visual vector y (the paper's c = [t, y]) and write it into the
+store, for `trajsv dataset` and training (which switches the model's visual branch on when the data has them).
+
+Where the vectors come from:
+  default           the source's video (metadata "video", or --video), sampled at 2 fps inside each clip, decoded
+                    once at --height rows; per frame a weight-free 512-d descriptor (8x8 Lab colour layout 192 +
+                    HSV histogram 128 + 4x4 grid of 12 edge orientations 192, each part L2-normalised), averaged
+                    over the clip's frames
+  --onnx MODEL      the same frames through an ONNX image encoder (e.g. a CLIP / X-CLIP vision tower with its
+                    512-d projection) run by OpenCV's dnn module; CLIP preprocessing by default; --clip-frames T
+                    for a video encoder taking [1, T, 3, H, W]
+  --soccernet DIR   import SoccerNet features: DIR/1_ResNET_TF2_PCA512.npy and 2_... ([N, 512] at 2 fps per half);
+                    each clip averages the rows of its half inside its time
+
+Clips without a vector (past the end of the video or of the arrays) keep visual_mask False and are counted."""
+
+FEATURES_EPILOG = """\
+examples:
+  trajsv features my_store                                    # every source with a video, default extractor
+  trajsv features my_store --source game1 --video game1.mp4 --onnx clip_vitb32_visual.onnx
+  trajsv features my_store --source england_epl_2016_chelsea_arsenal --soccernet SoccerNet/england_epl/2016-2017/X
+  trajsv features my_store --source g --soccernet g/1_I3D_PCA512.npy g/2_I3D_PCA512.npy --soccernet-offset 2.5 0"""
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def _numbers(kind: type):
+    """argparse type: a comma-separated list of `kind` as a tuple; a bad item is argparse's one-line error."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s") from None
+
+    return parse
+
+
+def _floats3(text: str) -> tuple[float, float, float]:
+    """argparse type: three comma-separated numbers, one per colour channel."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated numbers") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated numbers, one per channel")
+    return values  # type: ignore[return-value]
 
 
 def _clip_args(p: argparse.ArgumentParser) -> None:
@@ -58,9 +127,7 @@ def _dataset_args(p: argparse.ArgumentParser, clips_per_video: int = 16, note: s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trajsv_jax import prepare
-    from trajsv_jax.data import ingest
-
+    """The whole `trajsv` parser: one subparser per command (commands.COMMANDS runs them)."""
     parser = argparse.ArgumentParser(
         prog="trajsv",
         description="TrajSV in JAX: sports-video representations learned from player and ball trajectories.",
@@ -68,7 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _data_parsers(sub)
+    _video_parsers(sub)
+    _training_parsers(sub)
+    _retrieval_parsers(sub)
+    return parser
 
+
+def _data_parsers(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="run the main job on the bundled real match: ingest, tokenize, dataset, train, embed",
@@ -84,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-only", action="store_true", help="stop after the dataset: no training, no embedding")
     _clip_args(p)
     _token_args(p)
-    _dataset_args(p, prepare.DataOptions.clips_per_video, "; one match makes 24 such videos, so the demo uses 4")
+    _dataset_args(p, DEMO_CLIPS_PER_VIDEO, "; one match makes 24 such videos, so the demo uses 4")
 
-    providers = "\n".join(f"  {name:<16} {spec.help}" for name, spec in ingest.PROVIDERS.items())
+    providers = "\n".join(f"  {name:<16} {spec.help}" for name, spec in PROVIDERS.items())
     p = sub.add_parser(
         "ingest",
         help="provider tracking files -> trajectory store",
@@ -104,6 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pitch-width", type=float, default=None, help="metres, for files without a pitch size")
     _clip_args(p)
 
+    p = sub.add_parser("tokenize", help="segment matrices + Jaccard vocabulary for every clip of a store")
+    p.add_argument("store", type=Path)
+    _token_args(p)
+    p.add_argument("--segment-seconds", type=float, default=None, help="default: as the store's clips were cut")
+    p.add_argument(
+        "--vocabulary",
+        type=Path,
+        default=None,
+        help="freeze another dataset's vocab.npz: each segment gets its nearest entry (to fine-tune or transfer)",
+    )
+
+    p = sub.add_parser("dataset", help="store + tokens -> sharded TFRecord files of padded per-video examples")
+    p.add_argument("store", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output directory for the shards and dataset_info.json")
+    _dataset_args(p)
+
+    p = sub.add_parser("info", help="summary of a store: sources, clips, objects, drops, tokens")
+    p.add_argument("store", type=Path)
+
+
+def _video_parsers(sub) -> None:
     p = sub.add_parser(
         "preprocess",
         help="broadcast video -> main-camera clips -> calibration -> tracking -> trajectory store",
@@ -143,30 +238,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-pitch-share", type=float, default=None, help="main camera: least share of grass pixels")
     p.add_argument("--max-frames", type=int, default=None, help="only the first N frames (a quick look)")
     _clip_args(p)
+    add_features_parser(sub)
 
-    from trajsv_jax.video import features as features_lib
 
-    features_lib.add_parser(sub)
-
-    p = sub.add_parser("tokenize", help="segment matrices + Jaccard vocabulary for every clip of a store")
-    p.add_argument("store", type=Path)
-    _token_args(p)
-    p.add_argument("--segment-seconds", type=float, default=None, help="default: as the store's clips were cut")
-    p.add_argument(
-        "--vocabulary",
-        type=Path,
-        default=None,
-        help="freeze another dataset's vocab.npz: each segment gets its nearest entry (to fine-tune or transfer)",
+def add_features_parser(sub) -> argparse.ArgumentParser:
+    """Define `trajsv features` on `sub` (argparse subparsers); commands.features runs it."""
+    p = sub.add_parser(
+        "features",
+        help="a frozen 512-d visual vector per clip: from the video (default or ONNX model) or SoccerNet features",
+        description=FEATURES_DESCRIPTION,
+        epilog=FEATURES_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("store", type=Path, help="the trajectory store (written by `trajsv ingest` or the video front end)")
+    p.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="ID",
+        help="a source of the store (repeatable); default: every source with a video (with --video or --soccernet: "
+        "the store's only source)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--video", type=Path, help="video of the (one) source, instead of its metadata's")
+    where.add_argument(
+        "--soccernet",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="SoccerNet game directory, or two feature files (half 1, half 2)",
+    )
+    g = p.add_argument_group("video frames")
+    g.add_argument(
+        "--height", type=int, default=DEFAULT_HEIGHT, help=f"decode height in rows (default {DEFAULT_HEIGHT})"
+    )
+    g.add_argument(
+        "--sample-fps", type=float, default=SAMPLE_FPS, help="frames per second sampled in each clip (default 2)"
+    )
+    g = p.add_argument_group("ONNX backbone (instead of the default extractor)")
+    g.add_argument("--onnx", type=Path, metavar="MODEL", help="ONNX image encoder giving [N, 512] for [N, 3, S, S]")
+    g.add_argument("--input-size", type=int, default=224, help="S: the model's input size (default 224)")
+    g.add_argument(
+        "--mean", type=_floats3, default=CLIP_MEAN, help="per-channel mean on [0, 1] pixels (default CLIP's)"
+    )
+    g.add_argument("--std", type=_floats3, default=CLIP_STD, help="per-channel std (default CLIP's)")
+    g.add_argument("--bgr", action="store_true", help="the model takes BGR channels (default RGB)")
+    g.add_argument("--no-crop", action="store_true", help="squash to S x S instead of resize + centre crop")
+    g.add_argument("--no-l2", action="store_true", help="do not L2-normalise the model's output vectors")
+    g.add_argument(
+        "--clip-frames", type=int, default=0, help="T: a video encoder taking [1, T, 3, S, S] per clip (default 0)"
+    )
+    g.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default 16)")
+    g.add_argument("--onnx-output", default=None, help="name of the output to read (default: the model's output)")
+    g = p.add_argument_group("SoccerNet import")
+    g.add_argument(
+        "--soccernet-name",
+        default=SOCCERNET_NAME,
+        help=f"file name pattern in the directory (default {SOCCERNET_NAME})",
+    )
+    g.add_argument("--soccernet-fps", type=float, default=SOCCERNET_FPS, help="rows per second (default 2)")
+    g.add_argument(
+        "--soccernet-offset",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("H1", "H2"),
+        help="seconds of each half's video before the tracking's period start (default 0 0)",
+    )
+    return p
 
-    p = sub.add_parser("dataset", help="store + tokens -> sharded TFRecord files of padded per-video examples")
-    p.add_argument("store", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="output directory for the shards and dataset_info.json")
-    _dataset_args(p)
 
-    p = sub.add_parser("info", help="summary of a store: sources, clips, objects, drops, tokens")
-    p.add_argument("store", type=Path)
-
+def _training_parsers(sub) -> None:
     p = sub.add_parser(
         "train",
         help="triple-contrastive training from a config (resumes from the workdir's last checkpoint)",
@@ -197,25 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", help="best (lowest validation loss), latest, or a step number")
     p.add_argument("--out", default=None, help="output directory (default WORKDIR/embeddings/SPLIT)")
     p.add_argument("--batch-size", type=int, default=64, help="videos per batch (rounded up to the device count)")
-    _retrieval_parsers(sub)
-    return parser
-
-
-def _numbers(kind: type):
-    """argparse type: a comma-separated list of `kind` as a tuple; a bad item is argparse's one-line error."""
-
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(kind(x) for x in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {kind.__name__}s") from None
-
-    return parse
 
 
 def _retrieval_parsers(sub) -> None:
-    from trajsv_jax.retrieval import studies
-
     p = sub.add_parser(
         "index",
         help="ScaNN index of the video vectors written by `trajsv embed`",
@@ -254,10 +380,10 @@ def _retrieval_parsers(sub) -> None:
         "that split; HR@1 and MRR from a ScaNN index, checked against exact search. The other studies train every "
         "method for 3 seeds on the bundled match (configs/demo.py + the method's changes; finished runs are "
         "reused) and write OUT/STUDY/table.md, table.json and retrieval.png.",
-        epilog="studies:\n" + "\n".join(f"  {k:<14} {v}" for k, v in studies.STUDY_HELP.items()),
+        epilog="studies:\n" + "\n".join(f"  {k:<14} {v}" for k, v in STUDY_HELP.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("study", choices=("retrieval", *studies.STUDY_HELP), help="what to evaluate")
+    p.add_argument("study", choices=("retrieval", *STUDY_HELP), help="what to evaluate")
     p.add_argument("--workdir", default=str(DEFAULT_RUN / "train"), help="retrieval: the training run")
     p.add_argument("--data", default=None, help="retrieval: dataset directory (default: the run's own)")
     p.add_argument("--checkpoint", default="best", help="retrieval: best, latest or a step")
@@ -271,160 +397,3 @@ def _retrieval_parsers(sub) -> None:
     )
     p.add_argument("--seeds", type=_numbers(int), default="0,1,2", help="studies: model seeds, comma-separated")
     p.add_argument("--only", default="", help="studies: only methods whose name contains this")
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
-
-
-TRAIN_EPILOG = """examples:
-  trajsv train --config configs/demo.py --config.data_dir=runs/skillcorner_2417/tfrecords --workdir runs/demo
-  trajsv train --config configs/paper.py --config.data_dir=DATA --config.model.visual_dim=0
-  trajsv train --config configs/scaling.py:1024 --config.data_dir=gs://bucket/data --workdir gs://bucket/b1024 \
-      --distributed                    # on every host of a TPU slice (tpu_scripts/train.sh does this)
-Without --coordinator etc., --distributed lets JAX detect the cluster (Cloud TPU, SLURM, Open MPI); the flags
-default to $TRAJSV_COORDINATOR, $TRAJSV_NUM_PROCESSES and $TRAJSV_PROCESS_ID."""
-
-
-def _parse_files(items: list[str]) -> dict[str, str | list[str]]:
-    """KEY=FILE arguments → {key: file}; a key given more than once collects a list (e.g. Signality's raw_data)."""
-    files: dict[str, str | list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise UserError(f"{item!r}: expected KEY=FILE (e.g. raw_data=tracking.json); see `trajsv ingest --help`")
-        if key in files:
-            previous = files[key]
-            files[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            files[key] = value
-    return files
-
-
-def _clip_config(a: argparse.Namespace):
-    from trajsv_jax.data.clips import ClipConfig
-
-    return ClipConfig(
-        min_seconds=a.min_clip_seconds,
-        max_segments=a.max_segments,
-        segment_seconds=a.segment_seconds,
-        off_pitch_margin=a.off_pitch_margin,
-    )
-
-
-def train(a: argparse.Namespace, overrides: list[str]) -> None:
-    from trajsv_jax import config as config_lib
-    from trajsv_jax.training import sharding
-
-    if a.distributed:
-        sharding.initialize_distributed(a.coordinator, a.num_processes, a.process_id)
-    from trajsv_jax.training import loop
-
-    config = config_lib.load_config(a.config, overrides)
-    print(loop.train_and_evaluate(config, a.workdir).report())
-
-
-def retrieval_command(a: argparse.Namespace, overrides: list[str]) -> None:
-    from trajsv_jax.retrieval import evaluate, search, studies
-    from trajsv_jax.retrieval import index as index_lib
-
-    if a.command == "index":
-        settings = index_lib.IndexSettings(
-            mode=a.mode, num_leaves=a.num_leaves, leaves_to_search=a.leaves_to_search, reorder=a.reorder
-        )
-        print(search.build(a.embeddings, a.out or f"{a.embeddings.rstrip('/')}/index", settings).report())
-    elif a.command == "search":
-        tracking = None
-        if a.tracking:
-            tracking = {"provider": a.tracking[0], "files": _parse_files(a.tracking[1:])}
-        print(search.find_similar(a.index, a.video_id, tracking, a.k, a.plot).report())
-    else:
-        protocol = evaluate.Protocol(deltas=a.deltas, split=a.split, seed=a.seed)
-        if a.study == "retrieval":
-            checkpoint = int(a.checkpoint) if a.checkpoint.isdigit() else a.checkpoint
-            result = evaluate.evaluate_run(a.workdir, a.data, protocol, checkpoint)
-            print(result.report())
-            print("\n".join(result.write(a.out or f"{a.workdir.rstrip('/')}/retrieval")))
-        else:
-            out = a.out or "runs/experiments"
-            if a.study == "transfer":
-                result = studies.run_transfer(out, a.seeds, overrides, protocol)
-            else:
-                result = studies.run_study(a.study, out, a.seeds, a.only, overrides, protocol)
-            print(result.report())
-
-
-def run(a: argparse.Namespace, overrides: list[str]) -> None:
-    from trajsv_jax import prepare
-
-    if a.command == "train":
-        train(a, overrides)
-    elif a.command == "embed":
-        from trajsv_jax.retrieval import embed
-
-        out = a.out or f"{a.workdir.rstrip('/')}/embeddings/{a.split}"
-        checkpoint = int(a.checkpoint) if a.checkpoint.isdigit() else a.checkpoint
-        print(embed.embed_split(a.workdir, out, a.data, a.split, checkpoint, a.batch_size).report())
-    elif a.command in ("index", "search", "evaluate"):
-        retrieval_command(a, overrides)
-    elif a.command == "ingest":
-        pitch_size = {"pitch_length": a.pitch_length, "pitch_width": a.pitch_width}
-        files = _parse_files(a.files)
-        result = prepare.ingest_source(
-            a.provider, files, a.out, a.source_id, _clip_config(a), not a.kloppy, **pitch_size
-        )
-        print(result.report())
-    elif a.command == "preprocess":
-        from trajsv_jax.video import preprocess
-
-        print(preprocess.command(a, _clip_config(a)))
-    elif a.command == "features":
-        from trajsv_jax.video import features
-
-        features.run(a)
-    elif a.command == "tokenize":
-        print(
-            prepare.tokenize_store(
-                a.store, a.cell, a.segment_seconds, a.threshold, a.approximate, a.vocabulary
-            ).report()
-        )
-    elif a.command == "dataset":
-        print(
-            prepare.write_dataset(
-                a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
-            ).report()
-        )
-    elif a.command == "info":
-        print(prepare.store_info(a.store).report())
-    elif a.command == "demo":
-        from trajsv_jax import demo
-
-        options = prepare.DataOptions(
-            a.cell, a.threshold, a.approximate, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
-        )
-        print(demo.run(a.out, _clip_config(a), options, not a.kloppy, overrides, train=not a.data_only).report())
-
-
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    overrides = [x for x in extra if x.startswith("--config.")] if args.command in ("train", "demo", "evaluate") else []
-    if len(overrides) != len(extra):
-        parser.error(f"unrecognized arguments: {' '.join(x for x in extra if x not in overrides)}")
-    t0 = time.perf_counter()
-    try:
-        run(args, overrides)
-    except UserError as e:
-        print(f"trajsv {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"trajsv {args.command}: interrupted", file=sys.stderr)
-        return 130
-    print(f"[{args.command} done in {time.perf_counter() - t0:.1f} s]", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

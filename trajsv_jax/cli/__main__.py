@@ -1,0 +1,7 @@
+"""`python -m trajsv_jax.cli`."""
+
+import sys
+
+from trajsv_jax.cli import main
+
+sys.exit(main())
