@@ -11,8 +11,14 @@ import pytest
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# XLA executables cached on disk and shared by the xdist workers and the subprocesses the tests start: the suite
+# compiles the same tiny models' steps many times (each test builds its own jitted functions).
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".pytest_cache" / "jax_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED = REPO.parent / "shared"
 
 
 def shared_path(relative: str) -> Path:

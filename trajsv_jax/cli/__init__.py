@@ -15,15 +15,15 @@ from trajsv_jax.errors import UserError
 __all__ = ["build_parser", "main"]
 
 
-class _FlushingHandler(logging.StreamHandler):
-    """Writes to the current sys.stdout (so capture and redirection see it) and flushes every line."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
+class _FlushingHandler(logging.Handler):
+    """Writes each line to the current sys.stdout (so capture and redirection see it) and flushes it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stdout)
-        super().emit(record)
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
 
 
 class _NoReadOnlyWarning(logging.Filter):
