@@ -4,6 +4,7 @@ the project's own modules outside the CLI, and each layer importing only the lay
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ def resolve(module: str, node: ast.ImportFrom | ast.Import, is_package: bool) ->
     return [f"{base}.{a.name}" for a in node.names] + [base]
 
 
+@functools.cache
 def project_imports() -> dict[str, dict[str, set[str]]]:
     """module → {"top": imported project modules at module level, "inner": inside functions}."""
     files = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")]

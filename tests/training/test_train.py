@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import tiny_model_overrides
+from conftest import FAST_COMPILE, tiny_model_overrides
 
 from input_pipeline import reader
 from trajsv_jax import cli
@@ -82,7 +82,7 @@ def free_port() -> int:
 
 def worker_env(devices: int) -> dict[str, str]:
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
     return env
 

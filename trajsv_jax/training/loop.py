@@ -240,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         stopped=stop_reason,
         resumed_from=resumed_from,
         global_batch=config.batch_size,
-        devices=jax.device_count(),
+        devices=mesh.size,
         processes=jax.process_count(),
         params=count_params(state.params),
         initial_val_loss=progress["initial_val_loss"],
