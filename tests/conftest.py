@@ -24,21 +24,6 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 SHARED = REPO.parent / "shared"
 
 
-# The longest tests (subprocess trainings, 8-device compiles) are handed out first, so that the xdist workers finish
-# together instead of one of them running a two-minute test alone at the end.
-LONGEST_FIRST = (
-    "test_sigkill_and_resume",
-    "test_two_processes",
-    "test_train_step_on_8_devices",
-    "test_preprocessed_video_trains",
-    "test_study_trains",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.name.startswith(LONGEST_FIRST))
-
-
 def shared_path(relative: str) -> Path:
     """A path under ../shared, or skip the test naming what is missing."""
     path = SHARED / relative
