@@ -296,8 +296,8 @@ class BundledData:
         return self.steps[2].out
 
     def report(self) -> str:
-        return "\n".join([*(s.report() for s in self.steps), f"picture of 3 clips' segment matrices: "
-                          f"{self.summary['picture']}"])  # fmt: skip
+        picture = f"picture of 3 clips' segment matrices: {self.summary['picture']}"
+        return "\n".join([*(step.report() for step in self.steps), picture])
 
 
 def prepare_bundled_match(

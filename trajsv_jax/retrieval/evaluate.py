@@ -69,7 +69,8 @@ def database_and_queries(encoder: trainers.Encoder, data: Batch, protocol: Proto
     database, queries = [], {delta: [] for delta in protocol.deltas}
     for start in range(0, total, protocol.pool):
         block = {k: v[start : start + protocol.pool] for k, v in data.items()}
-        database.append(embed.encode_videos(encoder, embed.with_run_tokens(encoder, block), protocol.batch_size))
+        original = jax.device_get(embed.retokenized(block, vocab, cell))
+        database.append(embed.encode_videos(encoder, original, protocol.batch_size))
         for i, delta in enumerate(protocol.deltas):
             key = jax.random.fold_in(jax.random.fold_in(jax.random.key(protocol.seed), i), start)
             noisy = jax.device_get(_noisy(key, block, delta, vocab, cell))

@@ -234,9 +234,10 @@ def load_params(workdir: str | os.PathLike, which: str | int = "best") -> tuple[
     setup = make_setup(trainers.run_config(workdir))
     mgr = checkpoints.manager(workdir / trainers.CHECKPOINT_DIR, read_only=True)
     step = checkpoints.choose_step(mgr, which, str(workdir))
-    init_fn = compile_steps(Play2Vec(setup.model), setup.step, setup.example, sharding.make_mesh())[0]
+    mesh = sharding.make_mesh()
+    init_fn = compile_steps(Play2Vec(setup.model), setup.step, setup.example, mesh)[0]
     shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))  # shapes only, nothing computed
-    return setup, checkpoints.restore_state(mgr, step, shapes, sharding.make_mesh()).params, step
+    return setup, checkpoints.restore_state(mgr, step, shapes, mesh).params, step
 
 
 def load_encoder(workdir: str | os.PathLike, which: str | int = "best") -> trainers.Encoder:
