@@ -4,14 +4,16 @@ Each host reads its own shards (`files[process_index::process_count]`), shuffles
 derived from (seed, epoch), parses whole batches at once (every feature is raw bytes: decoding is a reshape) and hands
 them to JAX as one global array per feature, sharded over the mesh's "data" axis. Every host takes the same number of
 batches per epoch (the smallest host's share), so multi-host steps stay in lockstep. The position in the stream is
-(epoch, batch in epoch): `state()` saves it, `restore()` rebuilds that epoch's dataset and skips to it.
+(epoch, batch in epoch): `state()` saves it, `restore()` rebuilds that epoch's dataset and skips to it. A record
+TensorFlow cannot read or parse (a truncated or damaged shard) is a one-line UserError naming the shard.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -57,12 +59,17 @@ def tfrecord_source(data_dir: str | os.PathLike, split: str, config: examples_li
     where = str(epath.Path(data_dir) / write_lib.INFO_FILE)
     write_lib.check_spec(info["features"], config, where)
     if split not in info["splits"] or not info["splits"][split]["shards"]:
-        raise UserError(f"{where}: no shards for split {split!r} (has {sorted(info['splits'])}). Write that split.")
+        raise UserError(
+            f"{where}: no shards for split {split!r} (has {sorted(info['splits'])}). Write it with `trajsv dataset`."
+        )
     shards = info["splits"][split]["shards"]
     files = tuple(str(epath.Path(data_dir) / shard["file"]) for shard in shards)
     missing = [f for f in files if not epath.Path(f).exists()]
     if missing:
-        raise UserError(f"{missing[0]}: listed in {where} but missing ({len(missing)} missing). Re-write the dataset.")
+        raise UserError(
+            f"{missing[0]}: listed in {where} but missing ({len(missing)} missing). "
+            "Re-write the dataset with `trajsv dataset`."
+        )
     return RecordSource(files, tuple(shard["num_examples"] for shard in shards), f"{data_dir} split {split}")
 
 
@@ -94,6 +101,25 @@ def parse_batch(serialized: tf.Tensor, config: examples_lib.ExampleConfig) -> di
     }
 
 
+def _short(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without its function-node prefix and op suffix."""
+    return re.sub(r"\{\{.*?\}\}\s*", "", error.message).split(" [Op:")[0].strip()[:200]
+
+
+def data_error(
+    error: tf.errors.OpError, files: Sequence[str], config: examples_lib.ExampleConfig, where: str
+) -> UserError:
+    """A UserError for a record that could not be read or parsed, naming the damaged shard: the one of `files` that
+    fails when each is read again (only now that one failed, so a healthy run never pays for it)."""
+    fix = "Re-write the dataset with `trajsv dataset`."
+    for path in files:
+        try:
+            tf.data.TFRecordDataset(path).batch(256).map(lambda s: parse_batch(s, config)).reduce(0, lambda n, _: n)
+        except tf.errors.OpError as e:
+            return UserError(f"{path}: damaged shard ({_short(e)}). {fix}")
+    return UserError(f"{where}: a record could not be read ({_short(error)}). {fix}")
+
+
 def as_jax_dtypes(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """int64 fields narrowed to int32 when JAX runs without x64 (it would narrow them anyway; they fit by design)."""
     if jax.config.jax_enable_x64:
@@ -107,8 +133,11 @@ def ordered_batches(
     """Every record of a split once, in file order, as numpy batches of `batch_size` (the last one may be shorter),
     with `as_jax_dtypes`. For embedding and evaluation on one host, where no example may be left out."""
     dataset = tf.data.TFRecordDataset(list(source.files)).batch(batch_size).prefetch(2)
-    for serialized in dataset:
-        yield as_jax_dtypes({k: v.numpy() for k, v in parse_batch(serialized, config).items()})
+    try:
+        for serialized in dataset:
+            yield as_jax_dtypes({k: v.numpy() for k, v in parse_batch(serialized, config).items()})
+    except tf.errors.OpError as e:
+        raise data_error(e, source.files, config, source.where) from None
 
 
 def read_split(data_dir: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
@@ -131,13 +160,13 @@ def host_share(source: RecordSource, process_index: int, process_count: int, loc
     if len(source.files) < process_count:
         raise UserError(
             f"{source.where}: {len(source.files)} shards for {process_count} processes; process {process_index} gets "
-            f"none. Re-write the split with at least {process_count} shards."
+            f"none. Re-write the dataset with `trajsv dataset --shards {process_count}` (or more)."
         )
     smallest = smallest_host_share(source, process_count)
     if smallest < local_batch:
         raise UserError(
             f"{source.where}: the smallest host share has {smallest} examples, fewer than one per-host batch of "
-            f"{local_batch}. Use a smaller global batch or more data."
+            f"{local_batch}. Use a smaller global batch (--config.batch_size) or more data."
         )
     return source.files[process_index::process_count], smallest // local_batch
 
@@ -164,7 +193,7 @@ class BatchIterator:
         if global_batch % count or global_batch % mesh.shape["data"]:
             raise UserError(
                 f"global batch {global_batch}: must divide by the {count} processes and the mesh's data axis "
-                f"({mesh.shape['data']}). Pick a multiple of {np.lcm(count, mesh.shape['data'])}."
+                f"({mesh.shape['data']}). Pick a multiple of {np.lcm(count, mesh.shape['data'])} (--config.batch_size)."
             )
         self.source, self.config, self.global_batch, self.mesh = source, config, global_batch, mesh
         self.local_batch = global_batch // count
@@ -210,7 +239,10 @@ class BatchIterator:
     def __next__(self) -> dict[str, jax.Array]:
         if self.num_epochs is not None and self.epoch >= self.num_epochs:
             raise StopIteration
-        local = next(self._numpy)
+        try:
+            local = next(self._numpy)
+        except tf.errors.OpError as e:
+            raise data_error(e, self.files, self.config, self.source.where) from None
         self.batch += 1
         if self.batch == self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0

@@ -22,6 +22,7 @@ from etils import epath
 from tqdm import tqdm
 
 from input_pipeline import examples as examples_lib
+from trajsv_jax import files
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
@@ -55,33 +56,37 @@ def check_spec(features: Mapping[str, Any], config: examples_lib.ExampleConfig, 
 def read_info(data_dir: str | os.PathLike) -> dict[str, Any]:
     """dataset_info.json of a dataset directory, checked for format and version."""
     path = epath.Path(data_dir) / INFO_FILE  # epath: the dataset may be in a bucket (gs://)
+    fix = f"Write it with `trajsv dataset STORE --out {data_dir}`."
     if not epath.Path(data_dir).is_dir():
-        raise UserError(f"{data_dir}: no such dataset directory. Write one with `input_pipeline.write.prepare_store`.")
+        raise UserError(f"{data_dir}: no such dataset directory. {fix}")
     try:
         info = json.loads(path.read_text())
     except FileNotFoundError:
+        raise UserError(f"{path}: missing; {data_dir} is not a trajsv video dataset. {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e}). {fix}") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME or info.get("version") != FORMAT_VERSION:
+        found = (info.get("format"), info.get("version")) if isinstance(info, dict) else (type(info).__name__, None)
         raise UserError(
-            f"{path}: missing; {data_dir} is not a trajsv video dataset. Write it with prepare_store."
-        ) from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: unreadable ({e}). Re-write the dataset.") from None
-    if info.get("format") != FORMAT_NAME or info.get("version") != FORMAT_VERSION:
-        raise UserError(
-            f"{path}: format {info.get('format')!r} version {info.get('version')}, this reader reads "
-            f"{FORMAT_NAME!r} version {FORMAT_VERSION}. Re-write the dataset with this version."
+            f"{path}: format {found[0]!r} version {found[1]}, this reader reads {FORMAT_NAME!r} version "
+            f"{FORMAT_VERSION}. {fix}"
         )
+    try:
+        if not isinstance(info["features"], dict):
+            raise TypeError("`features` is not a mapping")
+        for split in info["splits"].values():  # shard names come from the file: never a path out of the dataset
+            for shard in split["shards"]:
+                files.checked_name(shard["file"], str(path), fix)
+                if not isinstance(shard["num_examples"], int) or shard["num_examples"] < 0:
+                    raise TypeError(f"num_examples {shard['num_examples']!r}")
+    except (KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path}: malformed dataset info ({type(e).__name__}: {e}). {fix}") from None
     return info
 
 
 def has_visual(info: dict[str, Any]) -> bool:
     """Whether any split of a dataset (its dataset_info.json) holds clips with frozen visual features."""
     return any(split.get("stats", {}).get("visual_clips", 0) for split in info["splits"].values())
-
-
-def _atomic_json(path: Path, value: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1))
-    os.replace(tmp, path)
 
 
 def serialize(example: Mapping[str, np.ndarray], spec: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> bytes:
@@ -92,7 +97,7 @@ def serialize(example: Mapping[str, np.ndarray], spec: Mapping[str, tuple[tuple[
         if value.shape != shape or value.dtype != dtype:
             raise UserError(
                 f"example feature {name!r} is {value.shape} {value.dtype}, the spec says {shape} {dtype}. "
-                "Build examples with input_pipeline.examples.video_examples and the same config."
+                "The examples do not match the dataset's config: re-write it with `trajsv dataset`."
             )
         raw = np.ascontiguousarray(value, dtype.newbyteorder("<")).tobytes()
         feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
@@ -120,8 +125,7 @@ def write_tfrecords(
     """
     if num_shards < 1:
         raise UserError(f"num_shards={num_shards}: need at least one shard.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = files.output_folder(out_dir, "dataset")
     info = read_info(out) if (out / INFO_FILE).exists() else None
     if info is not None and config is not None:
         check_spec(info["features"], config, str(out / INFO_FILE))
@@ -141,8 +145,8 @@ def write_tfrecords(
         info = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "features": features, "splits": {}}
     if config is not None:
         info["config"] = config.as_dict()
-    files = [shard_name(split, i, num_shards) for i in range(num_shards)]
-    tmps = [out / f".{name}.tmp{os.getpid()}" for name in files]
+    names = [shard_name(split, i, num_shards) for i in range(num_shards)]
+    tmps = [out / f".{name}.tmp{os.getpid()}" for name in names]
     writers = [tf.io.TFRecordWriter(str(tmp)) for tmp in tmps]
     counts, stats = [0] * num_shards, examples_lib.zero_stats()
     try:
@@ -152,22 +156,23 @@ def write_tfrecords(
             stats = examples_lib.add_stats(stats, example_stats)
         for writer in writers:
             writer.close()
-        for tmp, name in zip(tmps, files, strict=True):
+        for tmp, name in zip(tmps, names, strict=True):
             os.replace(tmp, out / name)
     finally:
         for writer, tmp in zip(writers, tmps, strict=True):
             writer.close()
             tmp.unlink(missing_ok=True)
     old = info["splits"].get(split, {}).get("shards", [])
-    for stale in {shard["file"] for shard in old} - set(files):
-        (out / stale).unlink(missing_ok=True)
+    for stale in {shard["file"] for shard in old} - set(names):
+        name = files.checked_name(stale, str(out / INFO_FILE), "Re-write the dataset with `trajsv dataset`.")
+        files.inside(out, name).unlink(missing_ok=True)
     entry = {
         "num_examples": sum(counts),
-        "shards": [{"file": name, "num_examples": n} for name, n in zip(files, counts, strict=True)],
+        "shards": [{"file": name, "num_examples": n} for name, n in zip(names, counts, strict=True)],
         "stats": stats,
     }
     info["splits"][split] = entry
-    _atomic_json(out / INFO_FILE, info)
+    files.atomic_json(out / INFO_FILE, info)
     return entry
 
 
@@ -194,6 +199,6 @@ def prepare_store(
             config,
         )
     info = read_info(out_dir)
-    info["store"] = {"path": str(store), "sources": [s.source_id for s in sources], "stats": plan_stats}
-    _atomic_json(Path(out_dir) / INFO_FILE, info)
+    info["store"] = {"path": str(Path(store).resolve()), "sources": [s.source_id for s in sources], "stats": plan_stats}
+    files.atomic_json(Path(out_dir) / INFO_FILE, info)
     return info

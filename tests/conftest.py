@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,6 +31,36 @@ def shared_path(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found: this test needs the shared data folder beside the repository")
     return path
+
+
+SKIP_IN_WALK = {".git", ".venv", ".pytest_cache", "__pycache__", ".ruff_cache", ".mypy_cache"}
+
+
+def file_states(*roots: Path) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of every file under `roots` (caches left out): two of these show what a command wrote."""
+    states = {}
+    for root in roots:
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if d not in SKIP_IN_WALK]
+            for name in names:
+                path = Path(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    st = path.lstat()
+                    states[path] = (st.st_size, st.st_mtime_ns)
+    return states
+
+
+def assert_written_only_inside(before: dict, after: dict, *allowed: Path) -> None:
+    """Every file created, changed or deleted between two `file_states` lies inside one of `allowed`.
+
+    In the repository only files created or deleted count (people edit its sources while the tests run)."""
+    changed = {
+        p
+        for p in before.keys() | after.keys()
+        if before.get(p) != after.get(p) and not (p.is_relative_to(REPO) and p in before and p in after)
+    }
+    outside = sorted(str(p) for p in changed if not any(p.is_relative_to(a) for a in allowed))
+    assert not outside, f"written outside the output folders {[str(a) for a in allowed]}: {outside}"
 
 
 def one_line_error(excinfo, *words: str) -> str:

@@ -22,7 +22,7 @@ ALLOWED = {
     "demo": {"data", "prepare", "training", "retrieval"},
     "cli": {"data", "models", "plots", "input_pipeline", "video", "prepare", "training", "retrieval", "demo"},
 }
-BASE = {"errors", "config"}
+BASE = {"errors", "config", "files"}
 
 
 def module_name(path: Path) -> str:

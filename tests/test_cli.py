@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_model_overrides
+from conftest import REPO, assert_written_only_inside, file_states, tiny_model_overrides
 
 from trajsv_jax import cli
 from trajsv_jax.cli import commands
@@ -21,11 +23,22 @@ from trajsv_jax.retrieval import embed
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """The README's main job with a small model and 6 steps (configs/demo.py overridden), to keep the suite fast."""
-    out = tmp_path_factory.mktemp("demo")
-    overrides = [x for x in tiny_model_overrides(out / "tfrecords") if "data_dir" not in x]
-    assert cli.main(["demo", "--out", str(out), "--shards", "2", *overrides, "--config.max_steps=6"]) == 0
-    return out
+    """The README's main job with a small model and 6 steps (configs/demo.py overridden), to keep the suite fast.
+
+    Started with a relative --out from a working directory of its own: the run must work from anywhere later, and
+    every file it writes must land inside its output folder (the repository and the temporary folders are walked).
+    """
+    workspace = tmp_path_factory.mktemp("workspace")
+    roots = (REPO, tmp_path_factory.getbasetemp())
+    overrides = [x for x in tiny_model_overrides(Path("demo/tfrecords")) if "data_dir" not in x]
+    before, cwd = file_states(*roots), os.getcwd()
+    os.chdir(workspace)
+    try:
+        assert cli.main(["demo", "--out", "demo", "--shards", "2", *overrides, "--config.max_steps=6"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert_written_only_inside(before, file_states(*roots), workspace / "demo")
+    return workspace / "demo"
 
 
 def test_demo_writes_store_tokens_dataset_training_embeddings_and_pictures(demo_run, bundled_source):
@@ -95,8 +108,13 @@ def test_dataset_before_tokenize_says_what_to_run(tmp_path, bundled_source, caps
     assert "Run `trajsv tokenize" in capsys.readouterr().err
 
 
-def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_path):
+def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_path, monkeypatch):
+    """From another working directory than the run's (it recorded relative paths): each writes only its output."""
     from trajsv_jax.data import ingest
+
+    monkeypatch.chdir(tmp_path)
+    roots = (REPO, demo_run.parent, tmp_path)
+    before = file_states(*roots)
 
     embeddings = demo_run / "train" / "embeddings" / "test"
     assert cli.main(["index", "--embeddings", str(embeddings)]) == 0
@@ -137,6 +155,7 @@ def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_p
     assert cli.main(["search", "--index", str(embeddings / "index"), "--video-id", "999999"]) == 2
     err = capsys.readouterr().err.strip()
     assert "video id 999999: not in" in err and "\n" not in err
+    assert_written_only_inside(before, file_states(*roots), embeddings / "index", png, out_dir)
 
 
 HEAVY = ("tensorflow", "jax", "jaxlib", "scann", "cv2", "flax", "orbax", "matplotlib", "optax", "kloppy")

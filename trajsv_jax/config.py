@@ -3,6 +3,8 @@
 A config file defines `get_config()` (optionally `get_config(arg)`, selected as `path:arg`, like absl's
 `config_flags`). Overrides are parsed as Python literals where they are one (`0.05`, `True`, `(1, 2)`) and as strings
 otherwise, and must keep the type of the value they replace, so a typo fails loudly instead of training something else.
+A float field also takes `nan` / `inf` (so that `check` can refuse them by name rather than by type). `check` is how
+the trainers validate values up front, before anything is compiled or written.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import ast
 import importlib.resources
 import importlib.util
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
@@ -46,6 +50,14 @@ def _parse_value(text: str):
         return text
 
 
+def _float_or_text(text: str) -> float | str:
+    """`nan`, `inf`, `-inf` as floats (not Python literals), anything else unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def apply_override(config: ml_collections.ConfigDict, override: str, where: str = "config") -> None:
     """Apply one `--config.a.b=value` (or `a.b=value`) to `config` in place, keeping the field's type."""
     key, sep, text = override.removeprefix("--").removeprefix("config.").partition("=")
@@ -62,6 +74,8 @@ def apply_override(config: ml_collections.ConfigDict, override: str, where: str 
     old, value = node[leaf], _parse_value(text)
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(old, float) and isinstance(value, str):
+        value = _float_or_text(text)
     if isinstance(old, str) and not isinstance(value, str):
         value = text
     if old is not None and type(value) is not type(old):
@@ -70,3 +84,21 @@ def apply_override(config: ml_collections.ConfigDict, override: str, where: str 
             "Give a value of the same type."
         )
     node[leaf] = value
+
+
+def check(ok: bool, key: str, value: Any, accepted: str) -> None:
+    """UserError naming `key`, its bad `value` and what is `accepted`, unless `ok` (config validation in one line)."""
+    if not ok:
+        raise UserError(f"config {key}={value!r}: {accepted}. Set another with --config.{key}=VALUE.")
+
+
+def is_count(value: Any, low: int = 1) -> bool:
+    """An int (not a bool) of at least `low`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def is_number(value: Any, low: float = -math.inf, high: float = math.inf, *, above: bool = False) -> bool:
+    """A finite int or float in [low, high] (or (low, high] when `above`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return (value > low if above else value >= low) and value <= high

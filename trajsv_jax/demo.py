@@ -7,13 +7,12 @@ train/embeddings/test/, plots/ and summary.json.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from trajsv_jax import config as config_lib
-from trajsv_jax import prepare
+from trajsv_jax import files, prepare
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.retrieval import embed
 from trajsv_jax.training import loop
@@ -57,5 +56,5 @@ def run(
         embedded = embed.embed_split(out / "train", out / "train" / "embeddings" / "test", split="test")
         echo(embedded)
         summary |= {"training": trained.as_dict(), "embeddings": embedded.index | {"out": embedded.out}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    files.atomic_json(out / "summary.json", summary)
     return DemoResult(data, trained, embedded, out / "summary.json")

@@ -124,13 +124,20 @@ def plot_losses(records: Sequence[dict], path: str | os.PathLike) -> str:
 
 
 def save(fig: plt.Figure, path: str | os.PathLike) -> str:
-    """Write a figure as PNG (the directory may be a bucket, gs://) and close it."""
+    """Write a figure as PNG (the directory may be a bucket, gs://) under a temporary name, rename it into place,
+    and close it."""
     fig.tight_layout()
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
+    try:
+        with tmp.open("wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return str(path)
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from input_pipeline import examples as examples_lib
 from input_pipeline import write as write_lib
-from trajsv_jax import plots
+from trajsv_jax import files, plots
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import ingest as ingest_lib
 from trajsv_jax.data import store as store_lib
@@ -145,6 +145,11 @@ def tokenize_store(
     if not sources:
         raise UserError(f"{store}: the store has no sources. Add some with `trajsv ingest --out {store}`.")
     seconds = seconds or sources[0].metadata.get("clip_config", {}).get("segment_seconds", 1.0)
+    with files.locked(store, "tokenize"):
+        return _tokenize_locked(store, sources, cell, seconds, threshold, approximate, vocabulary)
+
+
+def _tokenize_locked(store, sources, cell, seconds, threshold, approximate, vocabulary) -> TokenizeResult:
     t0 = time.perf_counter()
     if vocabulary is not None:
         vocab = tok.Vocabulary.load(vocabulary)
@@ -160,8 +165,8 @@ def tokenize_store(
         empty += int((tokens == 0).sum())
         used |= set(tokens.tolist())
         store_lib.write_tokens(store, source.source_id, tokens, offsets)
-    if vocabulary is not None:
-        shutil.copyfile(vocabulary, store / store_lib.VOCAB_FILE)
+    if vocabulary is not None:  # the same bytes: a run trained on that dataset checks the vocabulary's digest
+        files.atomic_write(store / store_lib.VOCAB_FILE, lambda tmp: shutil.copyfile(vocabulary, tmp))
     else:
         vocab.save(store / store_lib.VOCAB_FILE)
     clips = sum(s.num_clips for s in sources)
@@ -204,11 +209,15 @@ def write_dataset(
     The vocabulary is copied next to the shards, so that the dataset directory is all training needs (on a TPU
     pod it can be copied to a bucket alone).
     """
+    files.output_folder(out, "dataset", create=False)
     sources = store_lib.read_store(store)
     tokens = {s.source_id: store_lib.read_tokens(store, s) for s in sources}
+    vocab_path = Path(store) / store_lib.VOCAB_FILE
+    tok.Vocabulary.load(vocab_path)  # read and checked before it is copied
     config = examples_lib.ExampleConfig.for_sources(sources, clips=clips_per_video, objects=objects)
-    info = write_lib.prepare_store(store, out, config, shards, tokens, train_fraction, val_fraction)
-    shutil.copyfile(Path(store) / store_lib.VOCAB_FILE, Path(out) / store_lib.VOCAB_FILE)
+    with files.locked(out, "dataset"):
+        info = write_lib.prepare_store(store, out, config, shards, tokens, train_fraction, val_fraction)
+        files.atomic_write(Path(out) / store_lib.VOCAB_FILE, lambda tmp: shutil.copyfile(vocab_path, tmp))
     return DatasetResult(Path(out), config, info)
 
 

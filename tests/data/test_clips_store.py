@@ -67,11 +67,14 @@ def test_off_pitch_and_half_missing_coordinates_counted():
     frames.positions[0, 1] = [60.0, 0.0]  # beyond the goal line
     frames.positions[1, 2] = [0.0, -40.0]  # beyond the touchline
     frames.positions[2, 1, 0] = np.nan  # x missing, y present
-    frames.positions[3, 2, 1] = np.inf
+    frames.positions[3, 2, 1] = np.inf  # somewhere, not on the pitch: off-pitch, not half-missing
+    frames.positions = frames.positions.astype(np.float64)
+    frames.positions[4, 1] = [1e300, 0.0]  # overflows float32 to inf: off-pitch too
+    frames.positions[5, 2] = [np.inf, np.nan]  # one coordinate missing: half-missing
     source, drops = store.source_from_frames(frames, "s")
-    assert drops.off_pitch == 2 and drops.nan_coordinates == 2
-    assert np.isnan(source.positions[[0, 1, 2, 3], [1, 2, 1, 2]]).all()
-    assert source.metadata["drops"]["off_pitch"] == 2
+    assert drops.off_pitch == 4 and drops.nan_coordinates == 2
+    assert np.isnan(source.positions[[0, 1, 2, 3, 4, 5], [1, 2, 1, 2, 1, 2]]).all()
+    assert source.metadata["drops"]["off_pitch"] == 4
     finite = source.positions[np.isfinite(source.positions).all(-1)]
     assert np.abs(finite[:, 0]).max() <= 52.5 and np.abs(finite[:, 1]).max() <= 34
 
@@ -121,7 +124,7 @@ def test_store_errors_are_one_line(tmp_path):
         store.read_source(tmp_path, "m")
     assert "\n" not in str(err.value)
     npz.unlink()
-    with pytest.raises(UserError, match="missing from the store"):
+    with pytest.raises(UserError, match=r"m\.npz: missing\. Re-run `trajsv ingest"):
         store.read_source(tmp_path, "m")
     manifest = json.loads((tmp_path / "store.json").read_text())
     (tmp_path / "store.json").write_text(json.dumps({**manifest, "version": 99}))

@@ -81,10 +81,9 @@ def preprocess(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     from trajsv_jax.video import pictures, shots
     from trajsv_jax.video import preprocess as preprocess_lib
 
-    view = shots.ViewConfig()
-    if a.min_pitch_share is not None:
-        view = dataclasses.replace(view, min_pitch_share=a.min_pitch_share)
+    view = shots.ViewConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(shots.ViewConfig)})
     config = preprocess_lib.PreprocessConfig(height=a.height or None, view=view, clip=_clip_config(a))
+    config = preprocess_lib.with_settings(config, a.settings)
     result = preprocess_lib.preprocess(
         a.video,
         a.out,
@@ -92,10 +91,12 @@ def preprocess(a: argparse.Namespace, overrides: Sequence[str]) -> None:
         calibration=a.calibration,
         onnx_detector=a.detector,
         distortion=a.distortion,
+        drop_landmark_outliers=a.drop_landmark_outliers,
         refine_lines=a.refine_lines,
         config=config,
         source_id=a.source_id,
         max_frames=a.max_frames,
+        allow_short_video=a.allow_short_video,
     )
     folder = a.plots or Path(a.out).parent / f"{result.source.source_id}_pictures"
     print(preprocess_lib.report(result, a.out, pictures.save_pictures(result, folder)))
@@ -204,22 +205,23 @@ def search(a: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 
 def evaluate(a: argparse.Namespace, overrides: Sequence[str]) -> None:
+    from trajsv_jax import files
     from trajsv_jax.retrieval import evaluate as evaluate_lib
 
     protocol = evaluate_lib.Protocol(deltas=a.deltas, split=a.split, seed=a.seed)
-    if a.study == "retrieval":
-        result = evaluate_lib.evaluate_run(a.workdir, a.data, protocol, _checkpoint(a.checkpoint))
-        print(result.report())
-        print("\n".join(result.write(a.out or f"{a.workdir.rstrip('/')}/retrieval")))
-        return
-    from trajsv_jax.retrieval import studies
+    out = a.out or (f"{a.workdir.rstrip('/')}/retrieval" if a.study == "retrieval" else "runs/experiments")
+    with files.locked(out, "evaluate"):  # the whole command: a second writer fails before minutes of work
+        if a.study == "retrieval":
+            result = evaluate_lib.evaluate_run(a.workdir, a.data, protocol, _checkpoint(a.checkpoint))
+            print(result.report())
+            print("\n".join(result.write(out)))
+            return
+        from trajsv_jax.retrieval import studies
 
-    out = a.out or "runs/experiments"
-    if a.study == "transfer":
-        study = studies.run_transfer(out, a.seeds, list(overrides), protocol)
-    else:
-        study = studies.run_study(a.study, out, a.seeds, a.only, list(overrides), protocol)
-    print(study.report())
+        if a.study == "transfer":
+            print(studies.run_transfer(out, a.seeds, list(overrides), protocol).report())
+        else:
+            print(studies.run_study(a.study, out, a.seeds, a.only, list(overrides), protocol).report())
 
 
 COMMANDS: dict[str, Command] = {

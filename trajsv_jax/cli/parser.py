@@ -4,6 +4,7 @@ TensorFlow, JAX, cv2, ScaNN or kloppy), so that `trajsv --help` and argument err
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from trajsv_jax.video.feature_defaults import (
     SAMPLE_FPS,
     SOCCERNET_FPS,
     SOCCERNET_NAME,
+    ViewConfig,
+    flag,
 )
 
 DEFAULT_RUN = Path("runs/skillcorner_2417")
@@ -100,30 +103,80 @@ def _floats3(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0 (argparse type): `nan`, `inf`, 0 and negatives are refused in one line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (argparse type)."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction in [0, 1]")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def _clip_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clips")
-    g.add_argument("--min-clip-seconds", type=float, default=0.4, help="drop runs shorter than this (paper: 0.4 s)")
-    g.add_argument("--max-segments", type=int, default=16, help="m: split clips longer than m segments (paper: 16)")
-    g.add_argument("--segment-seconds", type=float, default=1.0, help="segment length in seconds (paper: 1)")
-    g.add_argument("--off-pitch-margin", type=float, default=0.0, help="metres beyond the lines still kept")
+    g.add_argument(
+        "--min-clip-seconds", type=positive_float, default=0.4, help="drop runs shorter than this (paper: 0.4 s)"
+    )
+    g.add_argument(
+        "--max-segments", type=positive_int, default=16, help="m: split clips longer than m segments (paper: 16)"
+    )
+    g.add_argument("--segment-seconds", type=positive_float, default=1.0, help="segment length in seconds (paper: 1)")
+    g.add_argument(
+        "--off-pitch-margin", type=non_negative_float, default=0.0, help="metres beyond the lines still kept"
+    )
 
 
 def _token_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tokens")
-    g.add_argument("--cell", type=float, default=3.0, help="grid cell size in metres (paper: 3 -> 35 x 23 cells)")
-    g.add_argument("--threshold", type=float, default=0.3, help="Jaccard threshold for a new token (paper: 0.3)")
+    g.add_argument(
+        "--cell", type=positive_float, default=3.0, help="grid cell size in metres (paper: 3 -> 35 x 23 cells)"
+    )
+    g.add_argument("--threshold", type=fraction, default=0.3, help="Jaccard threshold for a new token (paper: 0.3)")
     g.add_argument("--approximate", action="store_true", help="MinHash-LSH vocabulary for millions of segments")
 
 
 def _dataset_args(p: argparse.ArgumentParser, clips_per_video: int = 16, note: str = "") -> None:
     g = p.add_argument_group("dataset")
-    g.add_argument("--clips-per-video", type=int, default=clips_per_video, help=f"n: clips per video (paper: 16{note})")
-    g.add_argument("--objects", type=int, default=32, help="K: objects kept per clip in the padded examples")
-    g.add_argument("--train-fraction", type=float, default=0.8, help="first fraction of each source's time: train")
     g.add_argument(
-        "--val-fraction", type=float, default=0.1, help="end of the train time held out for early stopping (val)"
+        "--clips-per-video", type=positive_int, default=clips_per_video, help=f"n: clips per video (paper: 16{note})"
     )
-    g.add_argument("--shards", type=int, default=4, help="TFRecord shards per split")
+    g.add_argument("--objects", type=positive_int, default=32, help="K: objects kept per clip in the padded examples")
+    g.add_argument("--train-fraction", type=fraction, default=0.8, help="first fraction of each source's time: train")
+    g.add_argument(
+        "--val-fraction", type=fraction, default=0.1, help="end of the train time held out for early stopping (val)"
+    )
+    g.add_argument("--shards", type=positive_int, default=4, help="TFRecord shards per split")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,14 +227,16 @@ def _data_parsers(sub) -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_RUN / "store", help="store directory (created if needed)")
     p.add_argument("--source-id", default=None, help="name of the source in the store (default: provider_gameid)")
     p.add_argument("--kloppy", action="store_true", help="always read through kloppy, even where a fast reader exists")
-    p.add_argument("--pitch-length", type=float, default=None, help="metres, for files without a pitch size")
-    p.add_argument("--pitch-width", type=float, default=None, help="metres, for files without a pitch size")
+    p.add_argument("--pitch-length", type=positive_float, default=None, help="metres, for files without a pitch size")
+    p.add_argument("--pitch-width", type=positive_float, default=None, help="metres, for files without a pitch size")
     _clip_args(p)
 
     p = sub.add_parser("tokenize", help="segment matrices + Jaccard vocabulary for every clip of a store")
     p.add_argument("store", type=Path)
     _token_args(p)
-    p.add_argument("--segment-seconds", type=float, default=None, help="default: as the store's clips were cut")
+    p.add_argument(
+        "--segment-seconds", type=positive_float, default=None, help="default: as the store's clips were cut"
+    )
     p.add_argument(
         "--vocabulary",
         type=Path,
@@ -226,6 +281,11 @@ def _video_parsers(sub) -> None:
     )
     p.add_argument("--distortion", choices=("auto", "none", "radial"), default="auto", help="lens model (landmarks)")
     p.add_argument(
+        "--drop-landmark-outliers",
+        action="store_true",
+        help="leave out landmarks off the fit of the others (mislabelled clicks, duplicates) and report them",
+    )
+    p.add_argument(
         "--refine-lines",
         action="store_true",
         help="fit the landmark / imported view to the painted lines of the first frame (refused where they disagree)",
@@ -235,10 +295,34 @@ def _video_parsers(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/video/store"), help="store directory (created if needed)")
     p.add_argument("--source-id", default=None, help="name of the source in the store (default: video_<file name>)")
     p.add_argument("--plots", type=Path, default=None, help="folder for the pictures (default: next to the store)")
-    p.add_argument("--min-pitch-share", type=float, default=None, help="main camera: least share of grass pixels")
     p.add_argument("--max-frames", type=int, default=None, help="only the first N frames (a quick look)")
+    p.add_argument(
+        "--allow-short-video",
+        action="store_true",
+        help="use a video that ends before its declared frame count (truncated), counting the missing frames",
+    )
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="STAGE.NAME=VALUE",
+        help="any threshold of the detector, tracker or cleaning stage, e.g. detector.person_height=1.9, "
+        "tracker.max_age=50, cleaning.max_person_speed=10 (repeatable; a wrong name lists them all)",
+    )
+    _view_args(p)
     _clip_args(p)
     add_features_parser(sub)
+
+
+def _view_args(p: argparse.ArgumentParser) -> None:
+    """One flag per main-camera view threshold (feature_defaults.ViewConfig: its defaults and help)."""
+    g = p.add_argument_group("camera view (which frames are the main camera)")
+    for field in dataclasses.fields(ViewConfig):
+        default = field.default
+        kind = _numbers(int) if isinstance(default, tuple) else type(default)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        g.add_argument(flag(field.name), type=kind, default=default, help=f"{field.metadata['help']} (default {shown})")
 
 
 def add_features_parser(sub) -> argparse.ArgumentParser:
@@ -314,7 +398,9 @@ def _training_parsers(sub) -> None:
         help="triple-contrastive training from a config (resumes from the workdir's last checkpoint)",
         description="Train TrajSV on a dataset written by `trajsv dataset`. The config is an ml_collections file; "
         "override any field with --config.KEY=VALUE (e.g. --config.batch_size=32 --config.model.embedding=matrices). "
-        "Re-running the same command resumes exactly from the last checkpoint in --workdir. The workdir gets "
+        "Re-running the same command resumes exactly from the newest checkpoint in --workdir that verifies "
+        "(checksums, shapes, finite values). One run at a time holds a workdir. A NaN or inf loss stops the run "
+        "(--config.nonfinite=skip skips such steps instead). The workdir gets "
         "checkpoints/ (orbax), metrics.jsonl, tensorboard/, summary.json and plots/loss.png.",
         epilog=TRAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -338,7 +424,9 @@ def _training_parsers(sub) -> None:
     p.add_argument("--split", default="test", help="train, val or test (default test)")
     p.add_argument("--checkpoint", default="best", help="best (lowest validation loss), latest, or a step number")
     p.add_argument("--out", default=None, help="output directory (default WORKDIR/embeddings/SPLIT)")
-    p.add_argument("--batch-size", type=int, default=64, help="videos per batch (rounded up to the device count)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=64, help="videos per batch (rounded up to the device count)"
+    )
 
 
 def _retrieval_parsers(sub) -> None:
@@ -369,7 +457,7 @@ def _retrieval_parsers(sub) -> None:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--video-id", type=int, help="a video id of the indexed split (see its video_ids.npy)")
     q.add_argument("--tracking", nargs="+", metavar="ARG", help="PROVIDER KEY=FILE ... as for `trajsv ingest`")
-    p.add_argument("-k", type=int, default=5, help="matches per query (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="matches per query (default 5)")
     p.add_argument("--plot", default=None, help="PNG of the query and its matches on the pitch")
 
     p = sub.add_parser(

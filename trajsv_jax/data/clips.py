@@ -41,8 +41,8 @@ class Frames:
 class Drops:
     """Counts of everything removed on the way from frames to clips; nothing is dropped without a count here."""
 
-    nan_coordinates: int = 0  # object-frames with one coordinate missing or infinite
-    off_pitch: int = 0  # object-frames outside the pitch (plus margin)
+    nan_coordinates: int = 0  # object-frames with one coordinate missing (NaN)
+    off_pitch: int = 0  # object-frames outside the pitch (plus margin), infinite coordinates included
     frames_without_detections: int = 0  # not main camera (replays, close-ups) or nothing on the pitch
     short_clips: int = 0  # runs shorter than the minimum clip length
     short_clip_frames: int = 0
@@ -66,10 +66,15 @@ class ClipConfig:
 
 
 def clean_positions(frames: Frames, margin: float = 0.0) -> tuple[np.ndarray, Drops]:
-    """Positions with half-missing, infinite and off-pitch coordinates set to NaN, and their counts."""
-    pos = np.array(frames.positions, dtype=np.float32, copy=True)
-    finite = np.isfinite(pos)
-    half = finite.any(-1) & ~finite.all(-1) | (np.isinf(pos).any(-1))
+    """Positions with half-missing and off-pitch coordinates set to NaN, and their counts.
+
+    A point with one coordinate NaN is half-missing; an infinite or huge one (1e300 overflows float32 to inf) is
+    somewhere, just not on the pitch, so it counts as off-pitch.
+    """
+    with np.errstate(over="ignore"):
+        pos = np.array(frames.positions, dtype=np.float32, copy=True)
+    nan = np.isnan(pos)
+    half = nan.any(-1) & ~nan.all(-1)
     pos[half] = np.nan
     outside = pitch.off_pitch(pos, frames.pitch_length, frames.pitch_width, margin)
     pos[outside] = np.nan

@@ -6,21 +6,21 @@ A store is a directory:
     sources/<source_id>.json   metadata: provider, fps, pitch size, teams, date, file, drop counts
     vocab.npz                  the Jaccard vocabulary (`tokenize.Vocabulary`), written by `trajsv tokenize`
     tokens/<source_id>.npz     token ids of every segment of a source's clips, with per-clip offsets
-Writes go to a temporary name and are renamed into place, so a failed run never leaves a half-written source.
+Writes go to a temporary name and are renamed into place, so a failed run never leaves a half-written source; a
+writer holds the store's lock (`files.locked`), and every source id read from store.json must be a plain file name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trajsv_jax import files
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.errors import UserError
 
@@ -125,41 +125,47 @@ def source_from_frames(
 
 def safe_source_id(text: str) -> str:
     """A file-name-safe source id."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "source"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "source"
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def source_path(store: str | os.PathLike, source_id: str, suffix: str = ".npz", folder: str = "sources") -> Path:
+    """store/folder/<source_id><suffix>, refused unless the id is a plain file name (ids come from manifests)."""
+    name = files.checked_name(
+        source_id, f"{store}: source id", f"Re-create the store with `trajsv ingest --out {store}`."
+    )
+    return files.inside(store, folder, name + suffix)
+
+
+def check_writable(store: str | os.PathLike) -> None:
+    """UserError, writing nothing, if `store` cannot take a new source: a file, or a store with a broken manifest."""
+    root = files.output_folder(store, "ingest", create=False)
+    if (root / "store.json").exists():
+        _read_index(root)
 
 
 def write_source(store: str | os.PathLike, source: Source) -> Path:
-    """Add or replace one source in the store (created if needed). Returns the .npz path."""
+    """Add or replace one source in the store (created if needed). Returns the .npz path.
+
+    Everything is checked before anything is written (the source, the manifest it joins), under the store's lock;
+    the arrays and metadata go first and the manifest last, so a failure never leaves a source the store lists
+    but cannot read, nor a half-written file.
+    """
     source.validate()
     root = Path(store)
-    (root / "sources").mkdir(parents=True, exist_ok=True)
-    arrays = {name: getattr(source, name) for name in _ARRAYS}
-    if source.visual is not None:
-        arrays.update(visual=source.visual.astype(np.float32), visual_mask=source.visual_mask.astype(bool))
-    npz = root / "sources" / f"{source.source_id}.npz"
-
-    def save_npz(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    _atomic(npz, save_npz)
-    meta = {"source_id": source.source_id, "fps": source.fps, **source.metadata}
-    _atomic(npz.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=str)))
-    index = _read_index(root) if (root / "store.json").exists() else []
-    if source.source_id not in index:
-        index.append(source.source_id)
-    manifest = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "sources": index}
-    _atomic(root / "store.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    check_writable(root)
+    npz = source_path(root, source.source_id)
+    with files.locked(root, "ingest"):
+        index = _read_index(root) if (root / "store.json").exists() else []
+        arrays = {name: getattr(source, name) for name in _ARRAYS}
+        if source.visual is not None:
+            arrays.update(visual=source.visual.astype(np.float32), visual_mask=source.visual_mask.astype(bool))
+        npz.parent.mkdir(exist_ok=True)
+        files.atomic_npz(npz, **arrays)
+        meta = {"source_id": source.source_id, "fps": source.fps, **source.metadata}
+        files.atomic_json(npz.with_suffix(".json"), meta)
+        if source.source_id not in index:
+            index.append(source.source_id)
+        files.atomic_json(root / "store.json", {"format": FORMAT_NAME, "version": FORMAT_VERSION, "sources": index})
     return npz
 
 
@@ -169,18 +175,21 @@ def _read_index(root: Path) -> list[str]:
         raise UserError(
             f"{root}: not a trajectory store (no store.json). Create one with `trajsv ingest --out {root}`."
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: unreadable store manifest ({e}). Re-create the store with `trajsv ingest`.") from None
-    if manifest.get("format") != FORMAT_NAME:
-        raise UserError(f"{path}: not a trajsv store manifest (format={manifest.get('format')!r}).")
+    manifest = files.read_json(path, "Re-create the store with `trajsv ingest`.", "store manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise UserError(f"{path}: not a trajsv store manifest (format={found!r}). Give a store `trajsv ingest` wrote.")
     if manifest.get("version") != FORMAT_VERSION:
         raise UserError(
             f"{path}: store format version {manifest.get('version')}, this trajsv reads version {FORMAT_VERSION}. "
             "Re-create the store with this version's `trajsv ingest`."
         )
-    return list(manifest["sources"])
+    sources = manifest.get("sources")
+    if not isinstance(sources, list):
+        raise UserError(f"{path}: `sources` is not a list. Re-create the store with `trajsv ingest`.")
+    return [
+        files.checked_name(sid, f"{path}: source id", "Re-create the store with `trajsv ingest`.") for sid in sources
+    ]
 
 
 def list_sources(store: str | os.PathLike) -> list[str]:
@@ -188,16 +197,12 @@ def list_sources(store: str | os.PathLike) -> list[str]:
 
 
 def read_source(store: str | os.PathLike, source_id: str) -> Source:
-    root = Path(store)
-    npz = root / "sources" / f"{source_id}.npz"
-    try:
-        meta = json.loads(npz.with_suffix(".json").read_text())
-        with np.load(npz) as data:
-            arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError as e:
-        raise UserError(f"{e.filename}: missing from the store. Re-run `trajsv ingest` for {source_id}.") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise UserError(f"{npz}: unreadable ({e}). Re-run `trajsv ingest` for {source_id}.") from None
+    npz = source_path(store, source_id)
+    fix = f"Re-run `trajsv ingest --out {store}` for {source_id}."
+    meta = files.read_json(npz.with_suffix(".json"), fix, "source metadata")
+    arrays = files.read_npz(npz, fix)
+    if not isinstance(meta, dict) or not isinstance(meta.get("fps"), int | float):
+        raise UserError(f"{npz.with_suffix('.json')}: no `fps` in the source metadata. {fix}")
     missing = [name for name in _ARRAYS if name not in arrays]
     if missing:
         raise UserError(f"{npz}: missing arrays {missing}. Re-run `trajsv ingest` for {source_id}.")
@@ -222,19 +227,30 @@ def read_store(store: str | os.PathLike) -> list[Source]:
 
 def write_tokens(store: str | os.PathLike, source_id: str, tokens: np.ndarray, offsets: np.ndarray) -> Path:
     """Save a source's token ids (all its segments, in clip order) and clip offsets into the store."""
-    path = Path(store) / TOKENS_DIR / f"{source_id}.npz"
+    path = source_path(store, source_id, folder=TOKENS_DIR)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, tokens=tokens, offsets=offsets)
-    return path
+    return files.atomic_npz(path, tokens=tokens, offsets=offsets)
 
 
 def read_tokens(store: str | os.PathLike, source: Source) -> list[np.ndarray]:
     """Token ids per clip of a source, as saved by `write_tokens`."""
-    path = Path(store) / TOKENS_DIR / f"{source.source_id}.npz"
+    path = source_path(store, source.source_id, folder=TOKENS_DIR)
     if not path.exists():
         raise UserError(f"{path}: no tokens for {source.source_id}. Run `trajsv tokenize {store}` first.")
-    with np.load(path) as data:
-        tokens, offsets = data["tokens"], data["offsets"]
-    if len(offsets) != source.num_clips + 1:
-        raise UserError(f"{path}: tokens are for another version of {source.source_id}. Re-run `trajsv tokenize`.")
+    data = files.read_npz(path, f"Re-run `trajsv tokenize {store}`.")
+    tokens, offsets = data.get("tokens"), data.get("offsets")
+    if (
+        tokens is None
+        or offsets is None
+        or tokens.ndim != 1
+        or offsets.ndim != 1
+        or len(offsets) != source.num_clips + 1
+        or offsets[0] != 0
+        or offsets[-1] != len(tokens)
+        or np.any(np.diff(offsets) < 0)
+    ):
+        raise UserError(
+            f"{path}: tokens do not match the clips of {source.source_id} (another version, or damaged). "
+            f"Re-run `trajsv tokenize {store}`."
+        )
     return [tokens[offsets[c] : offsets[c + 1]] for c in range(source.num_clips)]

@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
+from trajsv_jax import files
 from trajsv_jax.data import pitch
 from trajsv_jax.data.store import Source
 from trajsv_jax.errors import UserError
@@ -366,6 +370,8 @@ class Vocabulary:
     ) -> None:
         if not 0.0 <= threshold < 1.0:
             raise UserError(f"tokenizer threshold must be in [0, 1), got {threshold}")
+        if not 0.0 < cell < float("inf") or not 0.0 < seconds < float("inf"):
+            raise UserError(f"grid cell ({cell} m) and segment length ({seconds} s) must be finite numbers > 0")
         lsh = LSHParams() if approximate is True else approximate or None
         self.threshold, self.cell, self.seconds = float(threshold), float(cell), float(seconds)
         self.lsh, self.block = lsh, block
@@ -483,16 +489,14 @@ class Vocabulary:
             "num_cells": self.num_cells,
             "lsh": np.array(dataclasses.astuple(self.lsh) if self.lsh else [], np.int64),
         }
-        tmp = Path(f"{path}.tmp")
-        with open(tmp, "wb") as f:  # a file object keeps numpy from appending ".npz"
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        files.atomic_npz(path, **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> Vocabulary:
-        """Read a vocabulary written by `save`; UserError naming the file if it is not one or is damaged."""
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
+        """Read a vocabulary written by `save` (a local path or a bucket's); UserError naming the file if it is not
+        one or is damaged."""
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False) as z:
                 if str(z["format"]) != FORMAT_NAME or int(z["version"]) != FORMAT_VERSION:
                     raise ValueError(f"format {z['format']} version {z['version']}")
                 lsh = LSHParams(*(int(v) for v in z["lsh"])) if len(z["lsh"]) else None
@@ -507,7 +511,9 @@ class Vocabulary:
                     or (len(tokens) and (tokens.min() < 1 or tokens.max() >= next_token))
                 ):
                     raise ValueError("inconsistent arrays")
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UserError) as err:
+        except FileNotFoundError:
+            raise UserError(f"{path}: no vocabulary. Build one with `trajsv tokenize`.") from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error, UserError) as err:
             raise UserError(
                 f"{path}: not a readable trajsv vocabulary ({err}). Rebuild it with `trajsv tokenize`."
             ) from err

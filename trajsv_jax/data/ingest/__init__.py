@@ -81,8 +81,10 @@ def ingest(
     """Read one match, cut it into clips and add it to `out_store` as a source; returns the source and its drops.
 
     The source id defaults to "<provider>_<game id>" (or the raw file's name). Raises UserError, writing nothing,
-    when cleaning leaves no clip; the message carries the drop counts that explain why.
+    when the store cannot take the source (a file, a corrupt store.json) or cleaning leaves no clip; the message
+    carries the drop counts that explain why.
     """
+    store.check_writable(out_store)  # before the long read: a bad --out or a corrupt store fails at once
     frames = read_frames(provider, files, fast, pitch_length, pitch_width)
     raw = frames.metadata["files"].get("raw_data") or next(iter(frames.metadata["files"].values()))
     raw = raw[0] if isinstance(raw, list) else raw
