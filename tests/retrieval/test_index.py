@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from trajsv_jax import files
 from trajsv_jax.errors import UserError
 from trajsv_jax.retrieval import index as index_lib
 
@@ -84,6 +85,8 @@ def test_resolve_settings_by_size():
     assert 0 not in (forced.leaves_to_search, forced.reorder)
     with pytest.raises(UserError, match="index mode 'hnsw'"):
         auto(10, index_lib.IndexSettings(mode="hnsw"))
+    with pytest.raises(UserError, match="--num-leaves=-3: expected 0"):
+        auto(10, index_lib.IndexSettings(num_leaves=-3))
 
 
 def test_normalize_rejects_nan_and_zero_rows():
@@ -149,10 +152,10 @@ def test_save_load_moved_directory_gives_identical_results(data, tmp_path):
     provenance = {"run": "runs/x/train", "checkpoint_step": 120, "split": "test"}
     settings = index_lib.IndexSettings(mode="tree_ah")
     index = index_lib.build_index(database, np.arange(len(database)) * 2, settings, provenance)
+    index.save(tmp_path / "built")
     manifest = index.manifest
     assert (manifest["count"], manifest["dim"], manifest["provenance"]) == (20_000, 64, provenance)
     assert manifest["settings"] == dataclasses.asdict(index.settings) and manifest["scann_version"]
-    index.save(tmp_path / "built")
     moved = tmp_path / "elsewhere" / "index"
     shutil.copytree(tmp_path / "built", moved)
     shutil.rmtree(tmp_path / "built")
@@ -185,28 +188,43 @@ def test_load_rejects_wrong_expect(saved):
     one_line_error(saved, "has no 'provenance.step'", {"provenance.step": 3})
 
 
+def resealed(saved, **fields) -> None:
+    """The manifest with `fields` changed and sealed again (with the checksum of ids.npy as it is now)."""
+    manifest = json.loads((saved / "manifest.json").read_text())
+    digests = manifest["files"] | {"ids.npy": files.sha256(saved / "ids.npy")}
+    (saved / "manifest.json").write_text(json.dumps(index_lib.sealed(manifest | {"files": digests} | fields)))
+
+
 def test_load_rejects_tampered_ids_and_vectors(saved):
     ids = np.load(saved / "ids.npy")
     ids[0] = 12345
     np.save(saved / "ids.npy", ids)
-    assert str(saved / "ids.npy") in one_line_error(saved, "sha256 differs")
-    np.save(saved / "ids.npy", ids[:10])
-    one_line_error(saved, r"shape \(10,\), the manifest says \(300,\)")
+    assert f"{saved}: ids.npy changed" in one_line_error(saved, "checksum mismatch")
+    # with the manifest edited to match (its checksums can be redone), the arrays themselves are still checked
     np.save(saved / "ids.npy", ids.astype(np.int32))
+    resealed(saved)
     one_line_error(saved, "dtype int32, expected int64")
+    np.save(saved / "ids.npy", ids[:10])
+    resealed(saved)
+    one_line_error(saved, r"shape \(10,\), the manifest says \(300,\)")
 
 
 def test_load_rejects_tampered_manifest_and_searcher(saved):
     manifest = json.loads((saved / "manifest.json").read_text())
     (saved / "manifest.json").write_text(json.dumps(manifest | {"count": 299}))
-    one_line_error(saved, "shape")
+    one_line_error(saved, "manifest.json: changed since it was written")
     (saved / "manifest.json").write_text(json.dumps(manifest | {"version": 99}))
     one_line_error(saved, "version 99")
     (saved / "manifest.json").write_text("{not json")
     assert str(saved / "manifest.json") in one_line_error(saved, "unreadable index manifest")
     (saved / "manifest.json").write_text(json.dumps(manifest))
-    shutil.rmtree(saved / "scann")
+    config = (saved / "scann" / "scann_config.pb").read_bytes()
+    (saved / "scann" / "scann_config.pb").write_bytes(b"\xff" + config)
+    one_line_error(saved, "scann/scann_config.pb changed")
+    resealed(saved, files=manifest["files"] | {"scann/scann_config.pb": files.sha256(saved / "scann/scann_config.pb")})
     assert str(saved / "scann") in one_line_error(saved, "ScaNN cannot load")
+    shutil.rmtree(saved / "scann")
+    one_line_error(saved, "scann/dataset.npy missing")
     with pytest.raises(UserError, match="not a saved index"):
         index_lib.load_index(saved / "missing")
 

@@ -8,7 +8,11 @@ dropped), through the run's encoder on all local devices, and writes:
   video_ids.npy    int64 [N]              source_index << 16 | first clip (input_pipeline.examples)
   clips.npy        float32 [C, d]         clip vectors c = [t, y] of every valid clip
   clip_index.npy   int64 [C, 4]           columns: video_id, slot in the video, source_index, clip index in the source
-  index.json       what was embedded: run, checkpoint step, data, split, counts, dims, source ids
+  index.json       what was embedded: run, checkpoint step, data, split, counts, dims, source ids, and the sha256
+                   of each array file and of itself (written last; `read_embeddings` checks them all)
+
+under the folder's lock (one writer at a time). Non-finite vectors (a run whose weights are NaN) are refused, not
+written.
 """
 
 from __future__ import annotations
@@ -16,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,17 +32,40 @@ from tqdm import tqdm
 
 from input_pipeline import reader
 from input_pipeline import write as write_lib
+from trajsv_jax import files
 from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
+from trajsv_jax.retrieval import index as index_lib
 from trajsv_jax.training import trainers, variants
 
 CLIP_COLUMNS = ("video_id", "slot", "source_index", "clip_id")
+INDEX_FILE = "index.json"
+FORMAT_VERSION = 2  # 2: sha256 of the arrays and of index.json (1: none)
+ARRAYS = {"videos": np.float32, "video_ids": np.int64, "clips": np.float32, "clip_index": np.int64}
 Batch = dict[str, np.ndarray]
 
 
 def vocab_digest(data_dir: str | os.PathLike) -> str:
     """sha256 of a dataset's vocabulary file: token ids mean something only with the vocabulary they came from."""
     return hashlib.sha256((epath.Path(data_dir) / store_lib.VOCAB_FILE).read_bytes()).hexdigest()
+
+
+def non_finite_rows(array: np.ndarray) -> int:
+    """How many rows of `array` hold a NaN or an inf."""
+    return int((~np.isfinite(array.reshape(len(array), -1)).all(1)).sum())
+
+
+def refuse_non_finite(encoder: trainers.Encoder, vectors: dict[str, np.ndarray], command: str) -> None:
+    """UserError unless every vector a run gave is finite: a run whose weights went NaN gives NaN vectors, which no
+    index can rank. `vectors`: {what: [N, ...]}; `command`: the `trajsv` command to pick another checkpoint with."""
+    bad = {what: non_finite_rows(array) for what, array in vectors.items()}
+    if any(bad.values()):
+        counts = " and ".join(f"{n} of {len(vectors[what])} {what}" for what, n in bad.items())
+        raise UserError(
+            f"{encoder.workdir} checkpoint step {encoder.step}: {counts} are NaN or inf, nothing written. Its weights "
+            f"are not finite: pick another checkpoint (`trajsv {command} --checkpoint STEP`) or retrain "
+            "(`trajsv train`)."
+        )
 
 
 def pad_rows(batch: Batch, size: int) -> Batch:
@@ -102,6 +127,15 @@ def embed_split(
     batch_size: int = 64,
 ) -> Embeddings:
     """Embed a split (of the run's own dataset unless `data_dir` is given) with a run's checkpoint; see module doc."""
+    out = Path(out)
+    with files.locked(out, "embed"):
+        return _embed_split(workdir, out, data_dir, split, which, batch_size)
+
+
+def _embed_split(
+    workdir: str | os.PathLike, out: Path, data_dir: str | None, split: str, which: str | int, batch_size: int
+) -> Embeddings:
+    """`embed_split` inside the lock of `out`."""
     encoder = trainers.load_encoder(workdir, which)
     trained_on = encoder.data_dir
     data_dir = data_dir or trained_on
@@ -109,36 +143,35 @@ def embed_split(
     if data_dir != trained_on and vocab_digest(data_dir) != vocab_digest(trained_on):
         raise UserError(
             f"{data_dir}: its vocabulary differs from the one {workdir} was trained with ({trained_on}); token ids "
-            "would not match. Tokenize the new data with the training vocabulary."
+            f"would not match. Tokenize the new data with the training vocabulary (`trajsv tokenize STORE "
+            f"--vocabulary {epath.Path(trained_on) / store_lib.VOCAB_FILE}`), then `trajsv dataset`."
         )
     total = info["splits"].get(split, {}).get("num_examples", 0)
     source = reader.tfrecord_source(data_dir, split, encoder.example)
     batches = reader.ordered_batches(source, encoder.example, encoder.batch_size(batch_size))
-    videos, video_ids, clips, clip_index = [], [], [], []
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     with tqdm(total=total, desc=f"embed {split}", unit="video") as bar:
         for batch, vectors in encode(encoder, batches, batch_size):
             valid = batch["clip_mask"]
             ids = batch["video_id"].astype(np.int64)
-            videos.append(vectors["video"])
-            video_ids.append(ids)
-            clips.append(vectors["clips"][valid].astype(np.float32))
             video, slot = np.nonzero(valid)
-            clip_index.append(np.stack([ids[video], slot, batch["source_index"][video], batch["clip_ids"][valid]], 1))
+            parts["videos"].append(vectors["video"])
+            parts["video_ids"].append(ids)
+            parts["clips"].append(vectors["clips"][valid])
+            parts["clip_index"].append(
+                np.stack([ids[video], slot, batch["source_index"][video], batch["clip_ids"][valid]], 1)
+            )
             bar.update(len(ids))
-    arrays = {
-        "videos": np.concatenate(videos),
-        "video_ids": np.concatenate(video_ids),
-        "clips": np.concatenate(clips),
-        "clip_index": np.concatenate(clip_index).astype(np.int64),
-    }
-    out = epath.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not parts["videos"]:
+        raise UserError(f"{data_dir}: split {split!r} has no videos. Write it with `trajsv dataset`.")
+    arrays = {name: np.concatenate(parts[name]).astype(dtype) for name, dtype in ARRAYS.items()}
+    refuse_non_finite(encoder, {"video vectors": arrays["videos"], "clip vectors": arrays["clips"]}, "embed")
+    (out / INDEX_FILE).unlink(missing_ok=True)  # until the new one is written last, the folder does not load
     for name, value in arrays.items():
-        buffer = io.BytesIO()
-        np.save(buffer, value)
-        (out / f"{name}.npy").write_bytes(buffer.getvalue())
+        files.atomic_npy(out / f"{name}.npy", value)
     index = {
-        "run": str(workdir),
+        "version": FORMAT_VERSION,
+        "run": str(workdir) if trainers.is_remote(workdir) else os.path.abspath(workdir),  # search opens it anywhere
         "checkpoint_step": encoder.step,
         "data_dir": str(data_dir),
         "split": split,
@@ -148,16 +181,30 @@ def embed_split(
         "clip_dim": arrays["clips"].shape[1],
         "clip_columns": list(CLIP_COLUMNS),
         "sources": info.get("store", {}).get("sources", []),
-        "files": {name: f"{name}.npy" for name in arrays},
+        "files": files.checksums(out, [f"{name}.npy" for name in arrays]),
     }
-    (out / "index.json").write_text(json.dumps(index, indent=1))
+    index = index_lib.sealed(index)
+    files.atomic_json(out / INDEX_FILE, index)
     return Embeddings(index, str(out))
 
 
 def read_embeddings(out: str | os.PathLike) -> dict[str, Any]:
-    """The arrays and index written by `embed_split`."""
+    """The arrays and index written by `embed_split`, checked: every checksum, dtypes, finite vectors."""
     out = Path(out)
-    if not (out / "index.json").exists():
-        raise UserError(f"{out}: no embeddings (no index.json). Write them with `trajsv embed --out {out}`.")
-    index = json.loads((out / "index.json").read_text())
-    return {"index": index, **{name: np.load(out / file) for name, file in index["files"].items()}}
+    path = out / INDEX_FILE
+    if not path.exists():
+        raise UserError(f"{out}: no embeddings (no {INDEX_FILE}). Write them with `trajsv embed --out {out}`.")
+    fix = f"Re-embed with `trajsv embed --out {out}`."
+    index = files.read_json(path, fix, "embeddings index")
+    if not isinstance(index, dict) or index.get("version") != FORMAT_VERSION:
+        found = index.get("version", 1) if isinstance(index, dict) else None
+        raise UserError(f"{path}: embeddings format version {found!r}, this trajsv reads {FORMAT_VERSION}. {fix}")
+    index_lib.verify_folder(path, index, tuple(f"{name}.npy" for name in ARRAYS), fix)
+    arrays = {name: index_lib.load_array(out / f"{name}.npy", dtype, fix) for name, dtype in ARRAYS.items()}
+    for name in ("videos", "clips"):
+        bad = non_finite_rows(arrays[name])
+        if bad:
+            raise UserError(
+                f"{out / name}.npy: {bad} of {len(arrays[name])} rows are NaN or inf (non-finite weights). {fix}"
+            )
+    return {"index": index, **arrays}

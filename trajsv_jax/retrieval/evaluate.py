@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-from etils import epath
 
 from input_pipeline import reader
-from trajsv_jax import plots
+from trajsv_jax import files, plots
 from trajsv_jax.errors import UserError
 from trajsv_jax.retrieval import embed
 from trajsv_jax.retrieval import index as index_lib
@@ -128,14 +127,16 @@ class RetrievalResult:
         return "\n".join(lines)
 
     def write(self, out: str | os.PathLike) -> list[str]:
-        """retrieval.json, retrieval.md and retrieval.png (HR@1 and MRR against δ) in `out`."""
-        out = epath.Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "retrieval.json").write_text(json.dumps(self.as_dict(), indent=1))
+        """retrieval.json, retrieval.md and retrieval.png (HR@1 and MRR against δ) in `out`, each written
+        atomically under the folder's lock."""
+        out = Path(out)
         rows = [{"method": self.kind, "results": self.results}]
-        (out / "retrieval.md").write_text(markdown_table(rows, self.database_size) + "\n")
-        png = plots.plot_retrieval(rows, out / "retrieval.png", f"database {self.database_size} videos")
-        return [str(out / "retrieval.json"), str(out / "retrieval.md"), png]
+        subtitle = f"database {self.database_size} videos"
+        with files.locked(out, "evaluate"):
+            files.atomic_json(out / "retrieval.json", self.as_dict())
+            files.atomic_text(out / "retrieval.md", markdown_table(rows, self.database_size) + "\n")
+            files.atomic_write(out / "retrieval.png", lambda tmp: plots.plot_retrieval(rows, tmp, subtitle))
+        return [str(out / name) for name in ("retrieval.json", "retrieval.md", "retrieval.png")]
 
 
 def evaluate_run(
@@ -149,6 +150,7 @@ def evaluate_run(
     data_dir = str(data_dir or encoder.data_dir)
     data = reader.read_split(data_dir, protocol.split)
     database, queries = database_and_queries(encoder, data, protocol)
+    embed.refuse_non_finite(encoder, {"video vectors": np.concatenate([database, *queries.values()])}, "evaluate")
     size = len(database)
     if size < 2:
         raise UserError(f"{data_dir}: split {protocol.split!r} has {size} video; retrieval needs at least 2.")

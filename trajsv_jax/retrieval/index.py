@@ -3,9 +3,11 @@
 `build_index` picks the ScaNN configuration by database size (`resolve_settings`): exact brute force for small
 databases, asymmetric hashing (AH) with exact re-scoring of the best candidates for medium ones, and a k-means tree
 over AH for large ones (the paper's Table X scale: 1M videos). `Index.save` / `load_index` keep the searcher, the
-caller's ids, the vectors and a manifest (what was built, from what, sha256 of the arrays); loading checks all of it,
-so a stale or tampered index fails with one line that says what to rebuild. `exact_search` / `exact_ranks` are the
-blockwise numpy ground truth the tests, the evaluation and the benchmark measure ScaNN against.
+caller's ids, the vectors and a manifest (what was built, from what, the sha256 of every file of the folder and of
+the manifest itself, written last); loading checks all of it, so a stale, damaged or half-written index fails with
+one line that says what to rebuild. Scores outside [-1, 1] (unit vectors) are refused at search time.
+`exact_search` / `exact_ranks` are the blockwise numpy ground truth the tests, the evaluation and the benchmark
+measure ScaNN against.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from importlib import metadata
@@ -24,17 +27,21 @@ from typing import Any
 import numpy as np
 import scann
 
+from trajsv_jax import files
 from trajsv_jax.errors import UserError
 
 FORMAT_NAME = "trajsv-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sha256 of every file (1: of the ids and vectors only)
 MANIFEST_FILE = "manifest.json"
 SEARCHER_DIR = "scann"
+ASSETS_FILE = f"{SEARCHER_DIR}/scann_assets.pbtxt"  # ScaNN's list of the files its searcher reads
+REQUIRED_FILES = ("ids.npy", "vectors.npy", f"{SEARCHER_DIR}/scann_config.pb", ASSETS_FILE)
 MODES = ("auto", "brute_force", "ah", "tree_ah")
 BRUTE_FORCE_BELOW = 10_000  # exact search over fewer vectors costs well under a millisecond per query
 TREE_FROM = 100_000  # from here a partitioning tree pays for itself (benchmarks/retrieval.py: ~3x faster at 100k)
 SCORE_BLOCK = 1 << 25  # float32 scores held at once by the exact search (128 MiB)
-REBUILD = "rebuild it with `trajsv index`"
+SCORE_EPS = 1e-3  # float32 dot products of unit vectors stay far inside [-1 - eps, 1 + eps]
+REBUILD = "Rebuild it with `trajsv index`."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +64,10 @@ def resolve_settings(count: int, settings: IndexSettings = IndexSettings()) -> I
     """
     if settings.mode not in MODES:
         raise UserError(f"index mode {settings.mode!r}: expected one of {', '.join(MODES)}.")
+    for name in ("num_leaves", "leaves_to_search", "training_sample_size", "reorder"):
+        if getattr(settings, name) < 0:
+            flag = f"--{name.replace('_', '-')}"
+            raise UserError(f"index setting {flag}={getattr(settings, name)}: expected 0 (automatic) or more.")
     if count < 1:
         raise UserError("cannot build an index over 0 vectors: embed some videos first (`trajsv embed`).")
     mode = settings.mode
@@ -91,7 +102,7 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     if not (len(norms) == 0 or 0 < norms.min() <= norms.max() < np.inf):  # NaN fails too; runs on every query
         bad = int((~np.isfinite(vectors).all(1)).sum())
         if bad:
-            raise UserError(f"{bad} of {len(vectors)} vectors contain NaN or inf; re-embed those videos.")
+            raise UserError(f"{bad} of {len(vectors)} vectors contain NaN or inf. Re-embed them with `trajsv embed`.")
         zero = int((~vectors.any(1)).sum())
         if zero:
             raise UserError(f"{zero} of {len(vectors)} vectors are all zeros and have no direction.")
@@ -142,8 +153,39 @@ def exact_ranks(database: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     return ranks
 
 
-def _sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of a manifest's fields other than "sha256", as they read back from JSON."""
+    fields = json.loads(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}, default=str))
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(manifest: dict) -> dict:
+    """The manifest with the sha256 of its other fields, so a change to the manifest itself is seen as well."""
+    return {**manifest, "sha256": _manifest_digest(manifest)}
+
+
+def verify_folder(path: Path, manifest: dict, required: tuple[str, ...], fix: str) -> None:
+    """Check a folder against its manifest (read from `path`): the manifest's own seal, a checksum for each
+    `required` file, every file it lists unchanged (names must be plain names inside the folder). UserError naming
+    what differs, ending with `fix`."""
+    if manifest.get("sha256") != _manifest_digest(manifest):
+        raise UserError(f"{path}: changed since it was written (its checksum differs). {fix}")
+    digests = manifest.get("files")
+    missing = [name for name in required if not isinstance(digests, dict) or name not in digests]
+    if missing:
+        raise UserError(f"{path}: lists no checksum of {', '.join(missing)}. {fix}")
+    files.verify_checksums(path.parent, digests, str(path.parent), fix)
+
+
+def load_array(path: Path, dtype: type, fix: str) -> np.ndarray:
+    """An .npy of `dtype` (no pickles), or a UserError naming the file."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({type(e).__name__}: {e}). {fix}") from None
+    if array.dtype != dtype:
+        raise UserError(f"{path}: dtype {array.dtype}, expected {np.dtype(dtype)}. {fix}")
+    return array
 
 
 def _scann_version() -> str:
@@ -166,11 +208,20 @@ def _make_searcher(vectors: np.ndarray, s: IndexSettings):
 
 
 class Index:
-    """A built or loaded ScaNN searcher with the caller's ids (row i of the vectors is ids[i]) and its manifest."""
+    """A built or loaded ScaNN searcher with the caller's ids (row i of the vectors is ids[i]) and its manifest;
+    `where` names it in errors (its folder once saved or loaded)."""
 
-    def __init__(self, searcher: Any, ids: np.ndarray, vectors: np.ndarray, settings: IndexSettings, manifest: dict):
+    def __init__(
+        self,
+        searcher: Any,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        settings: IndexSettings,
+        manifest: dict,
+        where: str = "the index",
+    ):
         self.searcher, self.ids, self.vectors = searcher, ids, vectors
-        self.settings, self.manifest = settings, manifest
+        self.settings, self.manifest, self.where = settings, manifest, where
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -182,6 +233,7 @@ class Index:
         normalized here. `leaves_to_search` / `reorder` override the built values for this call (tuning).
 
         Where ScaNN finds fewer than k candidates (a tree searching few leaves), the rest is row -1, score -inf.
+        A score outside [-1, 1] (beyond float32 rounding) means the searcher does not hold unit vectors: UserError.
         """
         queries = normalize(np.atleast_2d(queries))
         if queries.shape[1] != self.vectors.shape[1]:
@@ -195,7 +247,7 @@ class Index:
         if len(queries) == 1:  # the latency-critical path: one query, usually k answers
             found, dist = self.searcher.search(queries[0], k, pre, leaves)
             if len(found) == k:
-                return found.astype(np.int64)[None], dist[None]
+                return self._checked(found.astype(np.int64)[None], dist[None])
             found, dist, valid = found[None], dist[None], np.ones((1, len(found)), bool)
         else:  # ScaNN pads missing answers with row 0 and a NaN score
             found, dist = self.searcher.search_batched(queries, k, pre, leaves)
@@ -204,6 +256,16 @@ class Index:
         scores = np.full((len(queries), k), -np.inf, np.float32)
         rows[:, : found.shape[1]] = np.where(valid, found.astype(np.int64), -1)
         scores[:, : found.shape[1]] = np.where(valid, dist, -np.inf)
+        return self._checked(rows, scores)
+
+    def _checked(self, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores), unless a found row scores outside [-1 - eps, 1 + eps] (or NaN): a corrupt searcher."""
+        bad = (rows >= 0) & ~(np.abs(scores) <= 1 + SCORE_EPS)
+        if bad.any():
+            raise UserError(
+                f"{self.where}: ScaNN returned a cosine of {scores[bad][0]:.3g}, outside [-1, 1] for unit vectors "
+                f"({bad.sum()} of {(rows >= 0).sum()} scores): its searcher is corrupt. {REBUILD}"
+            )
         return rows, scores
 
     def search(self, queries: np.ndarray, k: int, **overrides: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,17 +274,23 @@ class Index:
         return np.where(rows >= 0, self.ids[rows], -1), scores
 
     def save(self, directory: str | os.PathLike) -> None:
-        """ScaNN's serialized searcher (relative paths, so the folder can move), ids.npy, vectors.npy and
-        manifest.json (written last: a folder without it is an unfinished save)."""
+        """ScaNN's serialized searcher (relative paths, so the folder can move), ids.npy, vectors.npy, then
+        manifest.json with the sha256 of each (`self.manifest` gains them), under the folder's lock. The old
+        manifest goes first and the new one is renamed into place last: a folder without one is an unfinished
+        save, which does not load."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / MANIFEST_FILE).unlink(missing_ok=True)
-        shutil.rmtree(directory / SEARCHER_DIR, ignore_errors=True)
-        (directory / SEARCHER_DIR).mkdir()
-        self.searcher.serialize(str(directory / SEARCHER_DIR), relative_path=True)
-        np.save(directory / "ids.npy", self.ids)
-        np.save(directory / "vectors.npy", self.vectors)
-        (directory / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=1))
+        with files.locked(directory, "index"):
+            (directory / MANIFEST_FILE).unlink(missing_ok=True)
+            shutil.rmtree(directory / SEARCHER_DIR, ignore_errors=True)
+            (directory / SEARCHER_DIR).mkdir()
+            self.searcher.serialize(str(directory / SEARCHER_DIR), relative_path=True)
+            files.atomic_npy(directory / "ids.npy", self.ids)
+            files.atomic_npy(directory / "vectors.npy", self.vectors)
+            searcher_files = [f"{SEARCHER_DIR}/{p.name}" for p in sorted((directory / SEARCHER_DIR).iterdir())]
+            checksums = files.checksums(directory, ["ids.npy", "vectors.npy", *searcher_files])
+            self.manifest = sealed({**self.manifest, "files": checksums})
+            self.where = str(directory)
+            files.atomic_json(directory / MANIFEST_FILE, self.manifest)
 
 
 def build_index(
@@ -250,7 +318,6 @@ def build_index(
         "dim": vectors.shape[1],
         "settings": dataclasses.asdict(resolved),
         "build_seconds": round(time.perf_counter() - start, 3),
-        "sha256": {"vectors": _sha256(vectors), "ids": _sha256(ids)},
         "scann_version": _scann_version(),
         "provenance": dict(provenance or {}),
     }
@@ -267,58 +334,56 @@ def _lookup(manifest: dict, key: str) -> Any:
     return value
 
 
-def _load_array(path: Path, dtype: type) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: unreadable ({type(e).__name__}: {e}); {REBUILD}.") from None
-    if array.dtype != dtype:
-        raise UserError(f"{path}: dtype {array.dtype}, expected {np.dtype(dtype)}; {REBUILD}.")
-    return array
+def _searcher_files(directory: Path) -> list[str]:
+    """The files ScaNN's saved searcher reads, as its scann_assets.pbtxt names them; each must be a plain name."""
+    where = str(directory / ASSETS_FILE)
+    names = re.findall(r'asset_path:\s*"([^"]*)"', (directory / ASSETS_FILE).read_text(errors="replace"))
+    return [f"{SEARCHER_DIR}/{files.checked_name(name, where, REBUILD)}" for name in names]
 
 
 def load_index(directory: str | os.PathLike, expect: dict | None = None) -> Index:
-    """The index saved in `directory`, checked against its manifest (format, count, dim, sha256 of ids and
-    vectors, the searcher loads) and against `expect` ({dotted manifest key: value}, e.g. {"dim": 128})."""
+    """The index saved in `directory`, checked against its manifest (format, the sha256 of every file and of the
+    manifest, count, dim, the searcher loads) and against `expect` ({dotted manifest key: value}, e.g. {"dim": 128})."""
     directory = Path(directory)
     path = directory / MANIFEST_FILE
     if not path.exists():
-        raise UserError(f"{directory}: not a saved index (no {MANIFEST_FILE}); build one with `trajsv index`.")
-    try:
-        manifest = json.loads(path.read_text())
-        settings = IndexSettings(**manifest["settings"])
-        count, dim, digests = int(manifest["count"]), int(manifest["dim"]), dict(manifest["sha256"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: unreadable index manifest ({type(e).__name__}: {e}); {REBUILD}.") from None
-    if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
+        raise UserError(f"{directory}: not a saved index (no {MANIFEST_FILE}). Build one with `trajsv index`.")
+    manifest = files.read_json(path, REBUILD, "index manifest")
+    kind, version = (manifest.get("format"), manifest.get("version")) if isinstance(manifest, dict) else (None, None)
+    if (kind, version) != (FORMAT_NAME, FORMAT_VERSION):
         raise UserError(
-            f"{path}: format {manifest.get('format')!r} version {manifest.get('version')!r}, this trajsv reads "
-            f"{FORMAT_NAME!r} version {FORMAT_VERSION}; {REBUILD}."
+            f"{path}: format {kind!r} version {version!r}, this trajsv reads {FORMAT_NAME!r} version "
+            f"{FORMAT_VERSION}. {REBUILD}"
         )
-    ids = _load_array(directory / "ids.npy", np.int64)
-    vectors = _load_array(directory / "vectors.npy", np.float32)
+    verify_folder(path, manifest, REQUIRED_FILES, REBUILD)
+    try:
+        settings = IndexSettings(**manifest["settings"])
+        count, dim = int(manifest["count"]), int(manifest["dim"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: unreadable index manifest ({type(e).__name__}: {e}). {REBUILD}") from None
+    unlisted = [name for name in _searcher_files(directory) if name not in manifest["files"]]
+    if unlisted:
+        raise UserError(f"{directory / ASSETS_FILE}: names {', '.join(unlisted)}, which has no checksum. {REBUILD}")
+    ids = load_array(directory / "ids.npy", np.int64, REBUILD)
+    vectors = load_array(directory / "vectors.npy", np.float32, REBUILD)
     for name, array, shape in (("ids", ids, (count,)), ("vectors", vectors, (count, dim))):
         if array.shape != shape:
-            raise UserError(f"{directory / name}.npy: shape {array.shape}, the manifest says {shape}; {REBUILD}.")
-        if _sha256(array) != digests.get(name):
-            raise UserError(
-                f"{directory / name}.npy: sha256 differs from the manifest's (changed since the build); {REBUILD}."
-            )
+            raise UserError(f"{directory / name}.npy: shape {array.shape}, the manifest says {shape}. {REBUILD}")
     for key, wanted in (expect or {}).items():
         try:
             found = _lookup(manifest, key)
         except KeyError:
-            raise UserError(f"{path}: has no {key!r}, expected {wanted!r}; {REBUILD}.") from None
+            raise UserError(f"{path}: has no {key!r}, expected {wanted!r}. {REBUILD}") from None
         if found != wanted:
-            raise UserError(f"{path}: {key} is {found!r}, expected {wanted!r}; {REBUILD} from the intended inputs.")
+            raise UserError(f"{path}: {key} is {found!r}, expected {wanted!r} (other inputs). {REBUILD}")
     try:
         searcher = scann.scann_ops_pybind.load_searcher(str(directory / SEARCHER_DIR), assets_backcompat_shim=False)
     except Exception as e:  # ScaNN raises plain RuntimeError/ValueError with multi-line texts
         reason = " ".join(str(e).split())[:200]
-        raise UserError(f"{directory / SEARCHER_DIR}: ScaNN cannot load the searcher ({reason}); {REBUILD}.") from None
+        raise UserError(f"{directory / SEARCHER_DIR}: ScaNN cannot load the searcher ({reason}). {REBUILD}") from None
     if searcher.size() != count:
         raise UserError(
-            f"{directory / SEARCHER_DIR}: searcher holds {searcher.size()} vectors, the manifest says {count}; "
-            f"{REBUILD}."
+            f"{directory / SEARCHER_DIR}: searcher holds {searcher.size()} vectors, the manifest says {count}. "
+            f"{REBUILD}"
         )
-    return Index(searcher, ids, vectors, settings, manifest)
+    return Index(searcher, ids, vectors, settings, manifest, str(directory))

@@ -3,7 +3,8 @@
 The index is built from `trajsv embed` output and records where its vectors came from (run, checkpoint, dataset,
 split); `search` re-loads that run's checkpoint to embed the query, a video of the indexed dataset (by id) or the
 videos of a new tracking file (ingested, cut and tokenized with the run's vocabulary on the fly), and draws the
-query and its top matches as plays on the pitch.
+query and its top matches as plays on the pitch. The index also records the checksums of the embeddings it was
+built from: `search` refuses an index whose embeddings have changed since (re-embedded, or damaged).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from input_pipeline import reader
 from input_pipeline import write as write_lib
-from trajsv_jax import plots, prepare
+from trajsv_jax import files, plots, prepare
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import store as store_lib
 from trajsv_jax.errors import UserError
@@ -28,6 +29,8 @@ from trajsv_jax.retrieval import index as index_lib
 from trajsv_jax.training import trainers
 
 log = logging.getLogger(__name__)
+PROVENANCE = ("run", "checkpoint_step", "data_dir", "split", "embeddings", "embeddings_files")  # `build` records
+INDEXED_FILES = ("videos.npy", "video_ids.npy")  # the embeddings an index is built from (search re-hashes only them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,20 +68,36 @@ class SearchResult:
 
 
 def build(embeddings: str | os.PathLike, out: str | os.PathLike, settings: index_lib.IndexSettings) -> Indexed:
-    """Index the video vectors written by `trajsv embed` in `embeddings`."""
-    vectors = embed.read_embeddings(embeddings)
-    meta = vectors["index"]
-    provenance = {
-        "run": meta["run"],
-        "checkpoint_step": meta["checkpoint_step"],
-        "data_dir": meta["data_dir"],
-        "split": meta["split"],
-        "vocab_digest": embed.vocab_digest(meta["data_dir"]),
-        "embeddings": str(embeddings),
-    }
-    index = index_lib.build_index(vectors["videos"], vectors["video_ids"], settings, provenance)
-    index.save(out)
+    """Index the video vectors written by `trajsv embed` in `embeddings` (checked), under the lock of `out`."""
+    with files.locked(out, "index"):
+        vectors = embed.read_embeddings(embeddings)
+        meta = vectors["index"]
+        provenance = {
+            "run": meta["run"],
+            "checkpoint_step": meta["checkpoint_step"],
+            "data_dir": meta["data_dir"],
+            "split": meta["split"],
+            "vocab_digest": embed.vocab_digest(meta["data_dir"]),
+            "embeddings": os.path.abspath(embeddings),  # absolute: `search` checks them from any directory
+            "embeddings_files": {name: meta["files"][name] for name in INDEXED_FILES},
+        }
+        index = index_lib.build_index(vectors["videos"], vectors["video_ids"], settings, provenance)
+        index.save(out)
     return Indexed(index.manifest, str(out))
+
+
+def _provenance(index: index_lib.Index) -> dict[str, Any]:
+    """What the index was built from; its embeddings, where still present, unchanged since."""
+    provenance = index.manifest.get("provenance")
+    missing = [key for key in PROVENANCE if not isinstance(provenance, dict) or key not in provenance]
+    if missing:
+        raise UserError(f"{index.where}: its manifest has no {', '.join(missing)}. {index_lib.REBUILD}")
+    embeddings = Path(provenance["embeddings"])
+    if (embeddings / embed.INDEX_FILE).exists():
+        rebuild = f"`trajsv index --embeddings {embeddings} --out {index.where}`"
+        fix = f"{index.where} was built from other embeddings: rebuild it with {rebuild}."
+        files.verify_checksums(embeddings, provenance["embeddings_files"], str(embeddings), fix)
+    return provenance
 
 
 def _indexed_video(data: dict, video_id: int, provenance: dict) -> dict:
@@ -104,9 +123,16 @@ def _tracking_videos(encoder: trainers.Encoder, tracking: dict, tmp: Path) -> di
 
 
 def video_positions(sources: list[store_lib.Source], batch: dict, row: int) -> tuple[np.ndarray, np.ndarray]:
-    """The frames [T, K, 2] of a video's clips, from its store's sources, and the objects' roles."""
-    source = sources[int(batch["source_index"][row])]
+    """The frames [T, K, 2] of a video's clips, from its store's sources, and the objects' roles. Its source and
+    clip ids come from the dataset's records: checked against the store."""
+    where = int(batch["source_index"][row])
     clip_ids = [int(c) for c in batch["clip_ids"][row] if c >= 0]
+    if not 0 <= where < len(sources) or any(c >= sources[where].num_clips for c in clip_ids):
+        raise UserError(
+            f"video {int(batch['video_id'][row])}: source_index {where}, clips {clip_ids} are not in its store "
+            f"({len(sources)} sources): the dataset no longer matches its store. Re-write it with `trajsv dataset`."
+        )
+    source = sources[where]
     return np.concatenate([source.clip(c) for c in clip_ids]), source.object_role
 
 
@@ -118,8 +144,10 @@ def find_similar(
     plot: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Top-k videos of the index for each query video (itself left out when it is indexed); a pitch plot."""
+    if k < 1:
+        raise UserError(f"k={k}: ask for at least one match (`trajsv search -k 1` or more).")
     index = index_lib.load_index(index_dir)
-    provenance = index.manifest["provenance"]
+    provenance = _provenance(index)
     encoder = trainers.load_encoder(provenance["run"], provenance["checkpoint_step"])
     # the indexed split is read once: for the query by id and for the matches' plays
     indexed = reader.read_split(provenance["data_dir"], provenance["split"]) if video_id is not None or plot else None
@@ -156,8 +184,14 @@ def plot_first(path, query_videos: tuple, query: dict, indexed_videos: tuple) ->
     plays, role_list = [(f"query: video {query['video_id']}", positions)], [roles]
     data, sources = indexed_videos
     for rank, (vid, s) in enumerate(zip(query["ids"], query["scores"], strict=True), 1):
-        row = int(np.flatnonzero(data["video_id"] == vid)[0])
-        positions, roles = video_positions(sources, data, row)
+        rows = np.flatnonzero(data["video_id"] == vid)
+        if not len(rows):
+            raise UserError(
+                f"video {vid}: in the index but not in the indexed split (the dataset was re-written since). "
+                "Re-embed it with `trajsv embed`, then rebuild the index with `trajsv index`."
+            )
+        positions, roles = video_positions(sources, data, int(rows[0]))
         plays.append((f"#{rank}: video {vid} (score {s:.3f})", positions))
         role_list.append(roles)
-    return plots.plot_matches(path, plays[0], plays[1:], role_list)
+    files.atomic_write(path, lambda tmp: plots.plot_matches(tmp, plays[0], plays[1:], role_list))
+    return str(path)

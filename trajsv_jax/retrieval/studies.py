@@ -10,13 +10,13 @@ Every method is trained for every seed (configs/demo.py plus the method's overri
 evaluated with the retrieval protocol (`evaluate.py`, the same queries for all). Runs live in OUT/runs/<method
 key>/seed<S>, keyed by what is trained, so a finished run is reused: by a re-run after an interruption and by
 another study with the same setting (the full model is a row of every study). Each study writes OUT/<study>/
-table.md, table.json and retrieval.png (HR@1 and MRR against δ, mean ± std over seeds).
+table.md, table.json and retrieval.png (HR@1 and MRR against δ, mean ± std over seeds), each written atomically;
+`trajsv evaluate` holds the lock of OUT while a study runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -25,10 +25,11 @@ from typing import Any
 
 from input_pipeline import write as write_lib
 from trajsv_jax import config as config_lib
-from trajsv_jax import plots, prepare
+from trajsv_jax import files, plots, prepare
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import ingest
 from trajsv_jax.data import store as store_lib
+from trajsv_jax.errors import UserError
 from trajsv_jax.retrieval import evaluate as evaluate_lib
 from trajsv_jax.retrieval.study_names import STUDY_HELP
 from trajsv_jax.training import loop
@@ -194,7 +195,7 @@ def train_run(method: Method, seed: int, data_dir: str, workdir: Path, overrides
     """Train one method for one seed unless the run has finished before; its summary."""
     summary_file = workdir / "summary.json"
     if summary_file.exists():
-        return json.loads(summary_file.read_text())
+        return files.read_json(summary_file, f"Delete {workdir} and re-run `trajsv evaluate` to train it again.")
     extra = [f"--config.data_dir={data_dir}", f"--config.seed={seed}", *method.overrides, *overrides]
     config = config_lib.load_config(method.config, extra)
     log.info("== %s, seed %d: training in %s", method.name, seed, workdir)
@@ -208,15 +209,25 @@ def evaluated(
     and reused while split, seed and noise rates are the same."""
     other = f"_{Path(data_dir).parent.name}" if data_dir else ""
     result_file = workdir / f"retrieval_{protocol.split}_seed{protocol.seed}{other}.json"
-    if result_file.exists():
-        result = evaluate_lib.RetrievalResult(**json.loads(result_file.read_text()))
-        if [r["delta"] for r in result.results] == list(protocol.deltas):
-            log.info(result.report())
-            return result
-    result = evaluate_lib.evaluate_run(workdir, data_dir, protocol)
-    result_file.write_text(json.dumps(result.as_dict(), indent=1))
+    result = _cached(result_file, protocol)
+    if result is None:
+        result = evaluate_lib.evaluate_run(workdir, data_dir, protocol)
+        files.atomic_json(result_file, result.as_dict())
     log.info(result.report())
     return result
+
+
+def _cached(result_file: Path, protocol: evaluate_lib.Protocol) -> evaluate_lib.RetrievalResult | None:
+    """The result kept in `result_file` if it is readable and has the protocol's noise rates; else None."""
+    if not result_file.exists():
+        return None
+    try:
+        result = evaluate_lib.RetrievalResult(**files.read_json(result_file, ""))
+        deltas = [r["delta"] for r in result.results]
+    except (UserError, TypeError, KeyError):
+        log.info("%s: unreadable, evaluating again", result_file)
+        return None
+    return result if deltas == list(protocol.deltas) else None
 
 
 def run_study(
@@ -258,7 +269,7 @@ def run_study(
 def write_table(study: str, out: Path, rows: list[dict], sizes: set, protocol: evaluate_lib.Protocol) -> StudyResult:
     """table.md (markdown as the paper's, plus training time for the batch study), table.json, retrieval.png."""
 
-    out.mkdir(parents=True, exist_ok=True)
+    files.output_folder(out, "trajsv evaluate")
     size = ", ".join(str(s) for s in sorted(sizes)) or "?"
     ran = [r for r in rows if r["results"]]
     table = evaluate_lib.markdown_table(ran, size)
@@ -278,10 +289,13 @@ def write_table(study: str, out: Path, rows: list[dict], sizes: set, protocol: e
             "is a few minutes of tracking, so its database is tiny and its figures are coarse."
         )
     text = "\n".join([f"# {study}", "", note, "", table, *(["", *skipped] if skipped else [])]) + "\n"
-    (out / "table.md").write_text(text)
+    files.atomic_text(out / "table.md", text)
     result = {"study": study, "database_size": sorted(sizes), "protocol": dataclasses.asdict(protocol), "rows": rows}
-    (out / "table.json").write_text(json.dumps(result, indent=1, default=str))
-    files = [str(out / "table.md"), str(out / "table.json")]
+    files.atomic_json(out / "table.json", result)
+    written = [str(out / "table.md"), str(out / "table.json")]
     if ran:
-        files.append(plots.plot_retrieval(ran, out / "retrieval.png", f"({study}, database {size})"))
-    return StudyResult(result, text, files)
+        subtitle = f"({study}, database {size})"
+        written.append(
+            str(files.atomic_write(out / "retrieval.png", lambda tmp: plots.plot_retrieval(ran, tmp, subtitle)))
+        )
+    return StudyResult(result, text, written)
