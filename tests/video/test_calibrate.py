@@ -120,7 +120,7 @@ def test_soccertrack_fisheye_and_drone_keypoints_fit():
     drone = calibrate.read_landmarks(shared_path(DRONE))
     with pytest.raises(UserError) as e:  # the file's "(0.0, 34.0)" is 105 px off the other 64
         calibrate.fit(drone, image_size=(3840, 2160))
-    one_line_error(e, "drone_keypoints.json", "'(0.0, 34.0)'", "drop_outliers=True")
+    one_line_error(e, "drone_keypoints.json", "'(0.0, 34.0)' at (", "px off)", "--drop-landmark-outliers")
     top_down = calibrate.fit(drone, image_size=(3840, 2160), drop_outliers=True)
     assert top_down.dropped == ("(0.0, 34.0)",) and len(top_down.residuals.names) == 64
     s = top_down.residuals.stats()
@@ -226,14 +226,14 @@ def test_bad_landmark_files_are_one_line_errors(landmarks, tmp_path):
         one_line_error(e, name, *words)
 
     image, xy = landmarks.image, landmarks.pitch
-    fit_error("duplicate.json", np.r_[xy, xy[:1]], np.r_[image, image[:1] + 40], "same pitch position")
+    fit_error("duplicate.json", np.r_[xy, xy[:1]], np.r_[image, image[:1] + 40], "share a pitch position")
     on_touchline = np.abs(xy[:, 1] - xy[:, 1].max()) < 1e-6
     assert on_touchline.sum() >= 4
     fit_error("collinear.json", xy[on_touchline], image[on_touchline], "on one line")
     fit_error("mirrored.json", xy * [1, -1], image, "mirror image")
     moved = image.copy()
     moved[5] += [0, 120]  # one landmark clicked 120 px off (4% of the image diagonal)
-    fit_error("outlier.json", xy, moved, f"'({xy[5, 0]:g}, {xy[5, 1]:g})' (", "px)", "drop_outliers")
+    fit_error("outlier.json", xy, moved, f"'({xy[5, 0]:g}, {xy[5, 1]:g})' at (", "px off)", "--drop-landmark-outliers")
 
 
 def test_bad_calibration_files_are_one_line_errors(tmp_path):

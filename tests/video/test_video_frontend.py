@@ -193,7 +193,7 @@ def test_a_video_without_the_pitch_is_one_line_and_writes_nothing(first_frames, 
     writer.release()
     with pytest.raises(UserError) as e:
         pre.preprocess(video, tmp_path / "store", landmarks=shared_path(LANDMARKS), progress=False)
-    one_line_error(e, "crowd.mp4", "no main-camera clip", "main_camera_frames 0")
+    one_line_error(e, "crowd.mp4", "no main-camera clip", "main_camera_frames 0", "--min-pitch-share 0.25 on 25 frames")
     assert not (tmp_path / "store").exists()
 
 

@@ -82,6 +82,19 @@ def _pixel(text: str, path: Path, label: str) -> tuple[float, float]:
     return u, v
 
 
+def _whole(path: Path, text: str | None, what: str) -> int:
+    """An integer attribute of the CVAT file (0 when absent); a UserError naming it when it is not one."""
+    try:
+        return int(text or 0)
+    except ValueError:
+        raise UserError(f"{path}: {what} {text!r} is not a whole number. Export the landmarks again.") from None
+
+
+def _size(path: Path, width: str | None, height: str | None) -> tuple[int, int] | None:
+    size = (_whole(path, width, "image width"), _whole(path, height, "image height"))
+    return size if min(size) > 0 else None
+
+
 def _read_cvat(path: Path, data: bytes, frame: int | str | None) -> tuple[list, tuple[int, int] | None]:
     """(label, u, v) of one image of a CVAT 1.1 export ('for images' <image>, or 'for video' <track> points)."""
     try:
@@ -92,16 +105,15 @@ def _read_cvat(path: Path, data: bytes, frame: int | str | None) -> tuple[list, 
         wanted = frame is None or str(frame) in (image.get("id"), image.get("name"))
         points = image.findall("points")
         if wanted and points:
-            size = (int(image.get("width", 0)), int(image.get("height", 0)))
             rows = [(p.get("label", ""), *_pixel(p.get("points", ""), path, p.get("label", ""))) for p in points]
-            return rows, size if min(size) > 0 else None
+            return rows, _size(path, image.get("width"), image.get("height"))
     tracked = [
         (p, track.get("label", ""))
         for track in root.iter("track")
         for p in track.findall("points")
         if p.get("outside", "0") == "0"
     ]
-    frames = sorted({int(p.get("frame", -1)) for p, _ in tracked})
+    frames = sorted({_whole(path, p.get("frame"), "track frame") for p, _ in tracked})
     chosen = frames[0] if frame is None and frames else frame
     rows = [(label, *_pixel(p.get("points", ""), path, label)) for p, label in tracked if p.get("frame") == str(chosen)]
     if not rows:
@@ -111,16 +123,24 @@ def _read_cvat(path: Path, data: bytes, frame: int | str | None) -> tuple[list, 
             " <points label='(x,y)'>). Annotate pitch landmarks as points labelled with their pitch position."
         )
     original = root.find("meta/original_size") or root.find("meta/task/original_size")
-    size = None
-    if original is not None and original.findtext("width") and original.findtext("height"):
-        size = (int(original.findtext("width")), int(original.findtext("height")))  # type: ignore[arg-type]
-    return rows, size
+    return rows, None if original is None else _size(path, original.findtext("width"), original.findtext("height"))
 
 
 def _read_json_landmarks(path: Path, data: bytes) -> tuple[list, tuple[int, int] | None, bool]:
     """(label, u, v) rows, image size, and whether the positions are already centred metres."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        """A JSON object, refused when a key repeats (json keeps the last: a landmark would vanish unnoticed)."""
+        keys = [key for key, _ in pairs]
+        if twice := sorted({key for key in keys if keys.count(key) > 1}):
+            raise UserError(
+                f"{path}: the label(s) {', '.join(map(repr, twice))} appear more than once, and JSON keeps only the "
+                "last point of each. Give each point its own label (one of them is mislabelled)."
+            )
+        return dict(pairs)
+
     try:
-        doc = json.loads(data)
+        doc = json.loads(data, object_pairs_hook=unique)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: {json_problem(e)}. Re-export the landmarks file.") from None
     expected = (
@@ -135,7 +155,9 @@ def _read_json_landmarks(path: Path, data: bytes) -> tuple[list, tuple[int, int]
         size, doc = (size[0], size[1]), doc["landmarks"]
     try:
         if isinstance(doc, dict):
-            return [(str(k), float(v[0]), float(v[1])) for k, v in doc.items() if len(v) == 2], None, False
+            if bad := [k for k, v in doc.items() if not (isinstance(v, list) and len(v) == 2)]:
+                raise UserError(f"{path}: landmark(s) {', '.join(map(repr, bad))} are not one [u, v] pixel; fix them.")
+            return [(str(k), float(v[0]), float(v[1])) for k, v in doc.items()], None, False
         rows = []
         for item in doc:
             x, y = (float(c) for c in item["pitch"])
@@ -363,7 +385,7 @@ class Calibration:
                 f" (max {s['loo_metres']['max']:.2f} m at {s['loo_metres']['worst']!r})"
             )
         if self.dropped:
-            text += f"; dropped outliers {', '.join(map(repr, self.dropped))}"
+            text += f"; {len(self.dropped)} outlier landmark(s) dropped: {', '.join(map(repr, self.dropped))}"
         return text + (f" [{self.source}]" if self.source else "")
 
     def to_json(self) -> dict[str, Any]:
@@ -466,17 +488,28 @@ def _normaliser(points: np.ndarray) -> np.ndarray:
     return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
 
 
+def _at(lm: Landmarks, i: int) -> str:
+    return f"{lm.names[i]!r} at ({lm.image[i, 0]:.0f}, {lm.image[i, 1]:.0f}) px"
+
+
+def _duplicates(lm: Landmarks) -> list[str]:
+    """Every group of landmarks at one pitch position (within 1 cm) or one pixel, each member with its pixel."""
+    groups = []
+    for what, pts, tol in (("pitch position", lm.pitch, 0.01), ("pixel", lm.image, 1.0)):
+        close = np.linalg.norm(pts[:, None] - pts[None], axis=-1) < tol
+        grouped: set[int] = set()
+        for i in range(len(pts)):
+            members = [int(j) for j in np.flatnonzero(close[i]) if j not in grouped]
+            if len(members) > 1:
+                grouped.update(members)
+                groups.append(f"{' and '.join(_at(lm, j) for j in members)} share a {what}")
+    return groups
+
+
 def _check_geometry(lm: Landmarks) -> None:
-    """One-line UserErrors for landmarks that cannot define a homography."""
+    """One-line UserErrors for landmarks that cannot define a homography (duplicates aside: `_duplicates`)."""
     where = lm.source
-    for what, pts, tol, unit in (("pitch", lm.pitch, 0.01, "m"), ("image", lm.image, 1.0, "px")):
-        d = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(len(pts)) * 1e9
-        i, j = np.unravel_index(np.argmin(d), d.shape)
-        if d[i, j] < tol:
-            raise UserError(
-                f"{where}: landmarks {lm.names[i]!r} and {lm.names[j]!r} are at the same {what} position"
-                f" ({d[i, j]:.3g} {unit} apart); delete or fix the duplicate."
-            )
+    for what, pts in (("pitch", lm.pitch), ("image", lm.image)):
         s = np.linalg.svd(pts - pts.mean(axis=0), compute_uv=False)
         if s[1] < 0.02 * s[0]:
             raise UserError(
@@ -612,12 +645,20 @@ def fit(
     term, k3 = 0; then the homography of the undistorted points) or "auto" (radial when there are ≥ 8 landmarks
     covering ≥ 10% of the image and it cuts the leave-one-out pixel RMS by ≥ 20%, else none).
     A landmark far off the others' fit (RANSAC outlier, > 1.5% of the image diagonal) is a UserError naming it,
-    unless drop_outliers, which refits without it and records it in `dropped`.
+    unless drop_outliers, which refits without it and records it in `dropped`. Landmarks sharing a pitch position or
+    a pixel (a click given a neighbour's label) are a UserError naming every one with its pixel; drop_outliers leaves
+    out those of them off the fit of the others.
     """
     where = landmarks.source
     if len(landmarks) < 4:
         raise UserError(f"{where}: only {len(landmarks)} landmark(s); a homography needs at least 4 (better 8+).")
     size = tuple(image_size or landmarks.image_size or ()) or None
+    duplicates = _duplicates(landmarks)
+    if duplicates and not drop_outliers:
+        raise UserError(
+            f"{where}: {'; '.join(duplicates)} (mislabelled?). Fix or delete the wrong ones, or pass "
+            "--drop-landmark-outliers to leave out those off the fit of the others."
+        )
     _check_geometry(landmarks)
     base = Calibration(np.eye(3), size, pitch_size=landmarks.pitch_size, source=where)  # type: ignore[arg-type]
     plain = _solve(landmarks.image, landmarks.pitch, size, False, base)
@@ -678,15 +719,26 @@ def fit(
 
     diagonal = math.hypot(*size) if size else math.hypot(*np.ptp(landmarks.image, axis=0))
     errors = calib.residuals.pixels  # type: ignore[union-attr]
-    out, off = _outliers(landmarks, calib, size, chosen == "radial", base, HUGE_FRACTION * diagonal)
+    # Outliers can also decide the model (a plain homography fits nothing well, so it singles nothing out): each
+    # candidate in turn, the chosen one first; the refit without them chooses the model again.
+    for name in sorted(candidates, key=lambda name: name != chosen):
+        if candidates[name] is not None:
+            out, off = _outliers(landmarks, candidates[name], size, name == "radial", base, HUGE_FRACTION * diagonal)
+            if len(out):
+                break
     if len(out) and drop_outliers:
         refit = fit(landmarks.select(np.isin(np.arange(len(landmarks)), out, invert=True)), distortion, size)
         return dataclasses.replace(refit, dropped=tuple(landmarks.names[i] for i in out))
-    if len(out):
-        bad = ", ".join(f"{landmarks.names[i]!r} ({off[i]:.0f} px)" for i in out)
+    if duplicates:
         raise UserError(
-            f"{where}: landmark(s) {bad} off the fit of the other {len(landmarks) - len(out)} (mislabelled or"
-            " misplaced?); fix or delete them, or fit with drop_outliers=True."
+            f"{where}: {'; '.join(duplicates)}, and none of them is clearly off the fit of the others. Fix or delete "
+            "the wrong ones."
+        )
+    if len(out):
+        bad = ", ".join(f"{_at(landmarks, i)} ({off[i]:.0f} px off)" for i in out)
+        raise UserError(
+            f"{where}: landmark(s) {bad} do not fit the other {len(landmarks) - len(out)} (mislabelled or"
+            " misplaced?); fix or delete them, or pass --drop-landmark-outliers to leave them out."
         )
     if errors.max() > ABSURD_FRACTION * diagonal:
         worst = int(np.argmax(errors))

@@ -116,7 +116,10 @@ def read_calibration(path: PathLike, direction: str | None = None, pitch_axes: s
         try:
             return Calibration.from_json(d)
         except (KeyError, TypeError, ValueError, IndexError):
-            raise UserError(f"{path}: a damaged {FORMAT} file. Re-create it with the calibration step.") from None
+            raise UserError(
+                f"{path}: a damaged {FORMAT} file. Re-create it with `trajsv preprocess VIDEO --landmarks FILE` "
+                "(the source's metadata holds it)."
+            ) from None
     if "homography" not in d:
         if any(k in d for k in SOCCERNET_KEYS):
             return soccernet_camera(d, str(path))

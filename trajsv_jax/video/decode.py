@@ -1,4 +1,5 @@
-"""Decode video frames with OpenCV; every bad file (missing, undecodable codec, zero frames) is a one-line UserError."""
+"""Decode video frames with OpenCV; every bad file (missing, undecodable codec, zero frames, cut short) is a one-line
+UserError."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import cv2
 import numpy as np
 
 from trajsv_jax.errors import UserError
+
+SHORT_READ_TOLERANCE = 2  # frames a container may declare beyond those that decode (a count rounded from the duration)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,25 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if not info.fps > 0:
         raise UserError(f"{path}: the container gives no frame rate. Re-mux it with one, e.g. `ffmpeg -r 25 -i ...`.")
     return dataclasses.replace(info, width=frame.shape[1], height=frame.shape[0])
+
+
+def missing_frames(info: VideoInfo, decoded: int, stop: int | None = None, allow_short: bool = False) -> int:
+    """Frames the container declares (up to `stop`) that did not decode; a UserError beyond the tolerance unless
+    `allow_short`.
+
+    A cut download or a corrupt stream ends the decoding early without any error from OpenCV, so the count is the
+    only sign. Containers that derive the count from the duration may overstate it by a frame or two: that much is
+    tolerated (still counted). A count of 0 or less (a live stream) cannot be checked.
+    """
+    declared = info.frame_count if stop is None else min(info.frame_count, stop)
+    missing = max(0, declared - decoded)
+    if missing > SHORT_READ_TOLERANCE and not allow_short:
+        raise UserError(
+            f"{info.path}: only {decoded} of the {declared} frames the container declares decode "
+            f"({missing / info.fps:.1f} s missing: a truncated file or a corrupt stream). Download or export it "
+            "again, or pass --allow-short-video to use the frames that decode."
+        )
+    return missing
 
 
 def scaled_size(info: VideoInfo, height: int | None) -> tuple[int, int]:

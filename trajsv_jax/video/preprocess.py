@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from trajsv_jax.errors import UserError
 from trajsv_jax.video import calibrate, camera, decode, detect, shots, teams, track, trajectories
 
 ROLE_ORDER = (clips.ROLE_BALL, clips.ROLE_TEAM_A, clips.ROLE_TEAM_B, clips.ROLE_OTHER)  # object columns, in this order
+STAGES = ("detector", "tracker", "cleaning")  # the PreprocessConfig parts whose thresholds `--set` changes
+MIN_HEIGHT = 120  # rows: fewer leave players a few pixels tall
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +37,42 @@ class PreprocessConfig:
     tracker: track.TrackerConfig = dataclasses.field(default_factory=track.TrackerConfig)
     cleaning: trajectories.TrajectoryConfig = dataclasses.field(default_factory=trajectories.TrajectoryConfig)
     clip: clips.ClipConfig = dataclasses.field(default_factory=clips.ClipConfig)
+
+    def validate(self) -> None:
+        """A UserError naming the flag of a bad value, before any frame is read."""
+        if self.height is not None and self.height < MIN_HEIGHT:
+            raise UserError(
+                f"--height {self.height}: too few rows to see the players; use 0 (native size) or at least "
+                f"{MIN_HEIGHT}, e.g. 720."
+            )
+        self.view.validate()
+        self.tracker.validate()
+
+
+def with_settings(config: PreprocessConfig, settings: Sequence[str]) -> PreprocessConfig:
+    """`config` with `STAGE.NAME=VALUE` settings applied (`trajsv preprocess --set`): any threshold of the detector,
+    the tracker or the trajectory cleaning, each a finite number >= 0 of its default's type."""
+    changes: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
+    for item in settings:
+        key, _, text = item.partition("=")
+        stage, _, name = key.partition(".")
+        part = getattr(config, stage) if stage in STAGES else None
+        if part is None or name not in {f.name for f in dataclasses.fields(part)}:
+            known = ", ".join(
+                f"{s}.{f.name}={getattr(getattr(config, s), f.name)}"
+                for s in STAGES
+                for f in dataclasses.fields(getattr(config, s))
+            )
+            raise UserError(f"--set {item}: no such setting. The settings, with their values: {known}.")
+        kind = type(getattr(part, name))
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value < math.inf:
+            raise UserError(f"--set {item}: {key} takes a finite {kind.__name__} >= 0 (now {getattr(part, name)}).")
+        changes[stage][name] = value
+    return dataclasses.replace(config, **{s: dataclasses.replace(getattr(config, s), **changes[s]) for s in STAGES})
 
 
 @dataclasses.dataclass
@@ -50,8 +90,15 @@ class FrontEndResult:
     counts: dict[str, int]
 
 
-def load_calibration(info: decode.VideoInfo, landmarks: Path | None, calibration: Path | None, distortion: str):
-    """The calibration at the video's native size, from landmarks (fitted) or an imported calibration file."""
+def load_calibration(
+    info: decode.VideoInfo,
+    landmarks: Path | None,
+    calibration: Path | None,
+    distortion: str,
+    drop_outliers: bool = False,
+):
+    """The calibration at the video's native size, from landmarks (fitted; `drop_outliers` leaves out those off the
+    fit of the others: calibrate.fit) or an imported calibration file."""
     if (landmarks is None) == (calibration is None):
         raise UserError(
             f"{info.path}: give exactly one of --landmarks (pitch landmarks: CVAT XML or JSON) or --calibration "
@@ -59,7 +106,7 @@ def load_calibration(info: decode.VideoInfo, landmarks: Path | None, calibration
         )
     if landmarks is not None:
         points = calibrate.read_landmarks(landmarks)
-        fitted = calibrate.fit(points, distortion=distortion)
+        fitted = calibrate.fit(points, distortion=distortion, drop_outliers=drop_outliers)
     else:
         fitted = camera.read_calibration(calibration)
     size = fitted.image_size
@@ -94,20 +141,27 @@ def run_front_end(
     calibration: Path | None = None,
     onnx_detector: Path | None = None,
     distortion: str = "auto",
+    drop_landmark_outliers: bool = False,
     refine_lines: bool = False,
     config: PreprocessConfig | None = None,
     source_id: str | None = None,
     max_frames: int | None = None,
+    allow_short_video: bool = False,
     progress: bool = True,
 ) -> FrontEndResult:
     """Run every stage on the first `max_frames` frames (all by default) of `video`; the source is not yet written.
 
     refine_lines: fit the calibration to the painted lines of the first frame (camera.refine_with_lines), starting
     from the landmarks' or imported view; a UserError where the lines do not confirm a refined view.
+    allow_short_video: use a video whose frames end before the container's frame count (decode.missing_frames),
+    counting the missing frames, instead of refusing it.
     """
     config = config or PreprocessConfig()
+    config.validate()
+    if max_frames is not None and max_frames < 1:
+        raise UserError(f"--max-frames {max_frames}: must be at least 1 (leave it out for every frame).")
     info = decode.probe(video)
-    fitted = load_calibration(info, landmarks, calibration, distortion)
+    fitted = load_calibration(info, landmarks, calibration, distortion, drop_landmark_outliers)
     size = decode.scaled_size(info, config.height)
     geometry = fitted.scaled(size[0] / info.width)
     line_fit = None
@@ -150,21 +204,25 @@ def run_front_end(
         seconds["teams"] += time.perf_counter() - t3
         bar.update()
     bar.close()
+    missing = decode.missing_frames(info, len(detections), max_frames, allow_short_video)
     segmentation = shots.segment(view.cues(), info.fps, config.view, config.clip.min_seconds)
     if not segmentation.clips:
         counts = ", ".join(f"{k} {v}" for k, v in segmentation.counts().items())
         raise UserError(
-            f"{info.path}: no main-camera clip of at least {config.clip.min_seconds} s ({counts}): the pitch is not "
-            "visible long enough. Check the video, or loosen the view thresholds (--min-pitch-share)."
+            f"{info.path}: no main-camera clip of at least {config.clip.min_seconds} s ({counts}); rejected by the "
+            f"view cues: {shots.explain(segmentation.cues, config.view) or 'no frame'}. Check the video, or change "
+            "those thresholds."
         )
     t0 = time.perf_counter()
     tracks = [track.Tracks.empty() for _ in detections]
     next_id = 1  # ids stay unique across clips: a track never continues over a cut
+    static_balls = 0
     for start, stop in segmentation.clips:
         tracker = track.Tracker(config.tracker, first_id=next_id)
         for f in range(start, stop):
             tracks[f] = tracker.update(detections[f])
         next_id = tracker.next_id
+        static_balls += tracker.static_balls
     seconds["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     team_of = teams.assign(track_torsos(tracks, torsos))
@@ -182,6 +240,8 @@ def run_front_end(
         )
     counts = {
         "frames": len(detections),
+        "frames_missing": missing,
+        "landmark_outliers_dropped": len(fitted.dropped),
         "detections": int(sum(len(d) for d in detections)),
         "ball_detections": int(sum((d.labels == detect.LABEL_BALL).sum() for d in detections)),
         "detections_off_field": int(getattr(detector, "off_field", 0)),
@@ -191,6 +251,7 @@ def run_front_end(
         "shots_refused": follower.refused,
         "tracked_boxes": int(sum(len(t) for t in tracks)),
         "tracks": len({int(i) for t in tracks for i in t.ids}),
+        "static_ball_candidates_dropped": static_balls,
         **cleaning,
         **{f"segmentation_{k}": v for k, v in segmentation.counts().items()},
     }
@@ -200,6 +261,7 @@ def run_front_end(
         analysed_size=list(size),
         codec=info.codec,
         calibration=geometry.to_json(),  # of the first frame, at the analysed size
+        view_cues=shots.explain(segmentation.cues, config.view),
         camera_motion=follower.summary(),
         calibration_summary=fitted.summary(),
         line_refinement=line_fit and line_fit.summary(),
@@ -293,15 +355,22 @@ def report(result: FrontEndResult, store_path: Path, pictures: list[Path]) -> st
         [
             f"{source.source_id} -> {store_path}: {source.num_clips} clips, {source.num_objects} tracked objects, "
             f"{int(source.clip_lengths().sum())} frames at {source.fps:g} fps",
+            *(
+                f"  video: {m} of the {c['frames'] + m} frames the container declares are missing (it ends early)"
+                for m in [c["frames_missing"]]
+                if m
+            ),
             f"  calibration: {source.metadata['calibration_summary']}",
             *(f"  line refinement: {r}" for r in [source.metadata["line_refinement"]] if r),
             f"  camera: {source.metadata['camera_motion']}",
             f"  segmentation: {c['segmentation_main_camera_frames']}/{c['frames']} frames main camera, "
             f"{c['segmentation_shots']} shots, {c['segmentation_clips']} clips, "
             f"{c['segmentation_short_runs_dropped']} runs under the minimum dropped",
+            f"  rejected by the view cues: {source.metadata['view_cues'] or 'no frame'}",
             f"  detection: {c['detections']} boxes ({c['ball_detections']} ball), "
             f"{c['detections_off_field']} candidates off the pitch dropped; tracking: {c['tracks']} tracks, "
-            f"{c['tracked_boxes']} tracked boxes",
+            f"{c['tracked_boxes']} tracked boxes, {c['static_ball_candidates_dropped']} ball candidates that never "
+            "moved left out (a spare ball lying still, a painted spot)",
             f"  on the pitch: {c['implausible_jumps_removed']} implausible jumps removed, "
             f"{c['gap_points_interpolated']} gap points filled, {c['short_tracks_removed']} tracks seen too briefly "
             f"removed ({c['short_track_points_removed']} points)",

@@ -1,12 +1,14 @@
 """Video segmentation (paper IV-A): which frames show the main camera, cut into clips of at least 0.4 s.
 
-Each frame gets three cues computed with OpenCV on a small copy of it: the share of pitch-coloured pixels (a wide
+Each frame gets four cues computed with OpenCV on a small copy of it: the share of pitch-coloured pixels (a wide
 main-camera view is mostly grass; close-ups, replays' graphics and crowd shots are not), the density of painted-line
-pixels on the grass (the main camera sees lines; a close-up of grass does not), and the colour-histogram distance to
-the previous frame (a large jump is a shot boundary, where a clip must end even if both sides are main camera).
-The per-frame decision is smoothed with a morphological opening then closing (kernel 3, as in the paper) so that a
-single misjudged frame neither splits a clip nor makes one; runs of main-camera frames become clips when they last
-at least `min_seconds`.
+pixels on the grass (the main camera sees lines; a close-up of grass does not), the largest non-grass blob enclosed
+by grass (a player seen close; compared with the video's own wide views, since what a wide view encloses depends on
+the camera: `close_up_limit`), and the colour-histogram distance to the previous frame (a large jump is a shot
+boundary, where a clip must end even if both sides are main camera). `explain` says which cue rejected frames and by
+how much; every threshold is a `trajsv preprocess` flag (feature_defaults.ViewConfig). The per-frame decision is
+smoothed with a morphological opening then closing (kernel 3, as in the paper) so that a single misjudged frame
+neither splits a clip nor makes one; runs of main-camera frames become clips when they last at least `min_seconds`.
 """
 
 from __future__ import annotations
@@ -16,21 +18,9 @@ import dataclasses
 import cv2
 import numpy as np
 
+from trajsv_jax.video.feature_defaults import ViewConfig, flag
+
 ANALYSIS_WIDTH = 320  # the cues need little resolution; a fixed width keeps them comparable across videos
-
-
-@dataclasses.dataclass(frozen=True)
-class ViewConfig:
-    """Thresholds of the main-camera classifier; defaults suit daylight and floodlit grass pitches."""
-
-    pitch_hue: tuple[int, int] = (30, 90)  # OpenCV hue (0-180) range of grass, wide enough for yellow-green turf
-    min_saturation: int = 40
-    min_value: int = 40
-    min_pitch_share: float = 0.25  # of the frame: a wide view of the pitch
-    min_line_density: float = 0.002  # line pixels per grass pixel: the main camera sees painted lines
-    max_object_share: float = 0.04  # the largest non-grass blob on the grass: bigger means a close-up
-    shot_boundary: float = 0.3  # Bhattacharyya distance between consecutive frames' HSV histograms
-    smoothing_kernel: int = 3  # morphological opening + closing over time (paper: 3)
 
 
 @dataclasses.dataclass
@@ -54,6 +44,7 @@ class ViewClassifier:
 
     def __init__(self, config: ViewConfig | None = None):
         self.config = config or ViewConfig()
+        self.config.validate()
         self._previous: np.ndarray | None = None
         self._rows: list[tuple[float, float, float, float]] = []
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -88,13 +79,46 @@ class ViewClassifier:
         return ViewCues(*(rows[:, i] for i in range(4)))
 
 
+def close_up_limit(cues: ViewCues, config: ViewConfig) -> tuple[float, float]:
+    """(limit, median): a frame whose largest blob exceeds `limit` is a close-up; `median` is the largest blob's
+    median over the frames that pass the pitch and line cues (the video's own wide views; 0 when there are none)."""
+    wide = (cues.pitch_share >= config.min_pitch_share) & (cues.line_density >= config.min_line_density)
+    median = float(np.median(cues.object_share[wide])) if wide.any() else 0.0
+    return max(config.min_close_up_share, config.close_up_factor * median), median
+
+
+def failed_cues(cues: ViewCues, config: ViewConfig) -> dict[str, np.ndarray]:
+    """[F] bool per cue: the frames it rejects (a frame is main camera when none does)."""
+    return {
+        "pitch": cues.pitch_share < config.min_pitch_share,
+        "lines": cues.line_density < config.min_line_density,
+        "close-up": cues.object_share > close_up_limit(cues, config)[0],
+    }
+
+
 def is_main_camera(cues: ViewCues, config: ViewConfig) -> np.ndarray:
     """[F] bool: the raw per-frame decision, before smoothing."""
-    return (
-        (cues.pitch_share >= config.min_pitch_share)
-        & (cues.line_density >= config.min_line_density)
-        & (cues.object_share <= config.max_object_share)
-    )
+    return ~np.logical_or.reduce(list(failed_cues(cues, config).values()))
+
+
+def explain(cues: ViewCues, config: ViewConfig) -> str:
+    """Which cues reject frames and by how much (the rejected frames' median beside the threshold and its flag);
+    empty when none does."""
+    limit, median = close_up_limit(cues, config)
+    values = {"pitch": cues.pitch_share, "lines": cues.line_density, "close-up": cues.object_share}
+    words = {
+        "pitch": f"grass share under {flag('min_pitch_share')} {config.min_pitch_share:g}",
+        "lines": f"painted lines per grass pixel under {flag('min_line_density')} {config.min_line_density:g}",
+        "close-up": f"close-up: largest non-grass blob over {limit:.3g} ({flag('close_up_factor')} "
+        f"{config.close_up_factor:g} x the wide views' median {median:.3g}, at least {flag('min_close_up_share')} "
+        f"{config.min_close_up_share:g})",
+    }
+    parts = [
+        f"{words[cue]} on {n} frame{'s' * (n > 1)} (median {np.median(values[cue][rejected]):.3g})"
+        for cue, rejected in failed_cues(cues, config).items()
+        if (n := int(rejected.sum()))
+    ]
+    return "; ".join(parts)
 
 
 def smooth(decision: np.ndarray, kernel: int = 3) -> np.ndarray:

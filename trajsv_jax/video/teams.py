@@ -5,11 +5,12 @@ of the grass's colour left out (within `GRASS_CHROMA` of the frame's median gras
 catches sunlit or shaded grass outside the pitch-colour range); a torso with less than `MIN_SHIRT_SHARE` of other
 pixels (a far-away box mostly of grass: clutter) gives nothing. A shirt is several colours (body, sleeves, numbers,
 shadow), so a mean colour mixes them: instead the kept pixels of all tracks are quantised into `COLOUR_WORDS`
-colours (k-means on the Lab chroma a, b), and a track is its histogram over those colours (square-rooted: the
-Hellinger distance). The histograms are split into two groups by 2-means weighted by the frames each track was seen
-(the two teams' outfield players are the two big groups); a track far from both centres (over `OUTLIER_FACTOR`
-times its group's median distance) is a referee or a goalkeeper, and a track with fewer than `MIN_FRAMES` sampled
-torsos is unknown: both role "other". Team A is the group seen longer.
+colours (k-means in CIELAB, lightness included: a white kit and a blue one differ in chroma less than in lightness
+under a camera that renders white bluish, and white and black kits differ in lightness only), and a track is its
+histogram over those colours (square-rooted: the Hellinger distance). The histograms are split into two groups by
+2-means weighted by the frames each track was seen (the two teams' outfield players are the two big groups); a track
+far from both centres (over `OUTLIER_FACTOR` times its group's median distance) is a referee or a goalkeeper, and a
+track with fewer than `MIN_FRAMES` sampled torsos is unknown: both role "other". Team A is the group seen longer.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from trajsv_jax.video import shots
 TORSO_ROWS, TORSO_COLUMNS = (0.15, 0.5), (0.25, 0.75)  # fractions of the box
 GRASS_CHROMA = 12.0  # Lab (a, b) distance to the grass's chroma under which a pixel is grass
 MIN_SHIRT_SHARE = 0.3  # of a torso's pixels, not grass, for the torso to count
-PIXELS_PER_TORSO = 24  # at most, evenly spaced, uint8: 48 bytes a detection, ~150 MB for a whole match's boxes
+PIXELS_PER_TORSO = 24  # at most, evenly spaced, uint8 Lab: 72 bytes a detection, ~225 MB for a whole match's boxes
 PALETTE_SAMPLE = 200_000  # pixels the colour words are fitted on (a seeded sample of all of them)
 COLOUR_WORDS = 8
 MIN_FRAMES = 3  # a track needs this many sampled torsos to be given a team
@@ -43,13 +44,12 @@ def grass_chroma(frame: np.ndarray, view: shots.ViewConfig) -> np.ndarray:
 
 
 def torso_pixels(frame: np.ndarray, boxes: np.ndarray, view: shots.ViewConfig) -> list[np.ndarray]:
-    """Per box, [P, 2] uint8 Lab chroma (a, b) of its torso pixels that are not grass ([0, 2] when too few are).
+    """Per box, [P, 3] uint8 Lab (L, a, b) of its torso pixels that are not grass ([0, 3] when too few are).
 
-    Lightness is left out: on real footage sunlight and shade change it along one shirt more than it tells kits apart
-    (on the SoccerTrack clip, with lightness the blue and white kits were mixed up); kits that differ in lightness
-    only (white against black) are therefore not told apart.
+    Lightness is kept: with chroma alone the SoccerTrack left camera's white kit (rendered bluish, its shade near the
+    blue kit's chroma) was mixed with the blue one, and white and black kits could not be told apart at all.
     """
-    out = [np.zeros((0, 2), np.uint8) for _ in boxes]
+    out = [np.zeros((0, 3), np.uint8) for _ in boxes]
     if len(boxes) == 0:
         return out
     grass = grass_chroma(frame, view)
@@ -61,9 +61,9 @@ def torso_pixels(frame: np.ndarray, boxes: np.ndarray, view: shots.ViewConfig) -
         crop = frame[r0:r1, c0:c1]
         if crop.size == 0:
             continue
-        chroma = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).reshape(-1, 3)[:, 1:]
-        shirt = chroma[np.linalg.norm(chroma - grass, axis=1) > GRASS_CHROMA]
-        if len(shirt) >= MIN_SHIRT_SHARE * len(chroma):
+        lab = cv2.cvtColor(crop, cv2.COLOR_BGR2LAB).reshape(-1, 3)
+        shirt = lab[np.linalg.norm(lab[:, 1:] - grass, axis=1) > GRASS_CHROMA]
+        if len(shirt) >= MIN_SHIRT_SHARE * len(lab):
             step = max(1, len(shirt) // PIXELS_PER_TORSO)
             out[i] = shirt[::step][:PIXELS_PER_TORSO]
     return out

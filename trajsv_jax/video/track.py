@@ -13,7 +13,10 @@ The ball needs its own handling: it is 5-10 px wide and moves tens of px a frame
 and IoU is useless. Ball detections are matched by the distance between their centre and the Kalman-predicted centre
 (constant velocity on (cx, cy)), gated by a radius that grows with the frames since the track's last hit. There is one
 ball: at most one ball track is confirmed (reported); the other ball tracks are candidates, and the longest-lived
-(most hits) established candidate takes over when the confirmed ball is not seen (see `Tracker._pick_ball`).
+(most hits) established candidate takes over when the confirmed ball is not seen (see `Tracker._pick_ball`). Only a
+candidate that has moved can: a spare ball lying still behind a goal line, always seen, would otherwise outlive the
+match ball, which players hide, and take its place for good; such never-moving candidates are counted
+(`Tracker.static_balls`).
 
 A track is confirmed after `min_hits` consecutive hits and only then gets an id: ids are unique across classes and
 stable for the track's life. `Tracker.update` reports the confirmed tracks matched in the frame, with their detection
@@ -60,6 +63,7 @@ class TrackerConfig:
     ball_gate_growth_px: float = 15.0  # ... plus this for every frame missed since the track's last hit
     ball_accel_px: float = 8.0  # standard deviation of the ball's velocity change per frame (process noise)
     ball_max_age: int = 10  # frames a ball track is kept unseen
+    ball_moved_widths: float = 1.0  # a ball track may be the ball once it moved this many box widths from its start
 
     def validate(self) -> None:
         """Raise UserError naming the inconsistent thresholds."""
@@ -78,8 +82,13 @@ class TrackerConfig:
                 problems.append(f"{name} ({getattr(self, name)}) is below 1")
         if self.low_score_max_misses < 0:
             problems.append(f"low_score_max_misses ({self.low_score_max_misses}) is below 0")
+        if self.ball_moved_widths < 0:
+            problems.append(f"ball_moved_widths ({self.ball_moved_widths}) is below 0")
         if problems:
-            raise UserError(f"TrackerConfig: {'; '.join(problems)}. Fix these values (defaults: TrackerConfig()).")
+            raise UserError(
+                f"tracker settings: {'; '.join(problems)}. Fix these values (`trajsv preprocess --set "
+                "tracker.NAME=VALUE`; defaults: TrackerConfig())."
+            )
 
 
 @dataclasses.dataclass
@@ -132,6 +141,8 @@ class _Track:
     def __init__(self, kf: KalmanFilter, dets: Detections, k: int, label: int):
         self.kf, self.label = kf, label
         self._take(dets, k)
+        self.start = self.box  # the first box: whether the object ever moved from it (balls)
+        self.moved = False
         self.id = 0  # given at confirmation
         self.hits = 1  # detections matched (consecutive while tentative)
         self.misses = 0  # frames since the last hit
@@ -188,6 +199,7 @@ class Tracker:
         self.balls: list[_Track] = []  # candidates; the confirmed ball is self.ball
         self.ball: _Track | None = None
         self.next_id = first_id  # the id the next confirmed track gets
+        self._static_ended = 0  # established ball candidates that ended without ever moving
         self._ball_q = Q_discrete_white_noise(
             dim=2, dt=1.0, var=self.config.ball_accel_px**2, block_size=2, order_by_dim=False
         )
@@ -301,7 +313,12 @@ class Tracker:
         for t in tracks:
             if t not in matched:
                 t.misses += 1
-        self.balls = [t for t in self.balls if t in matched or (t.hits >= c.min_hits and t.misses <= c.ball_max_age)]
+            elif not t.moved:
+                shift = (t.box[:2] + t.box[2:] - t.start[:2] - t.start[2:]) / 2  # of the box centre since the start
+                t.moved = bool(np.linalg.norm(shift) > c.ball_moved_widths * (t.start[2] - t.start[0]))
+        alive = [t for t in self.balls if t in matched or (t.hits >= c.min_hits and t.misses <= c.ball_max_age)]
+        self._static_ended += sum(self._static(t) for t in self.balls if t not in alive)
+        self.balls = alive
         if self.ball and self.ball.misses > c.ball_max_age:
             self.ball = None
         for k in free[dets.scores[free] >= c.ball_new_track_score]:
@@ -311,18 +328,27 @@ class Tracker:
         self._pick_ball(matched)
         return [self.ball] if self.ball and self.ball in matched else []
 
+    def _static(self, t: _Track) -> bool:
+        """Whether a ball candidate is established (min_hits) and never moved: never the ball (`_pick_ball`)."""
+        return t.hits >= self.config.min_hits and not t.moved
+
+    @property
+    def static_balls(self) -> int:
+        """Established ball candidates that never moved, so were never reported (a spare ball, a spot, clutter)."""
+        return self._static_ended + sum(self._static(t) for t in self.balls)
+
     def _pick_ball(self, matched: list[_Track]) -> None:
         """One confirmed ball: the longest-lived established candidate seen now replaces a missing or younger ball.
 
-        An established candidate has `min_hits` hits. If the confirmed ball was not matched this frame and such a
-        candidate was, the one with the most hits (then the best score) becomes the ball when it has more hits than
-        the current ball or there is none; the old ball track is dropped. A brief false positive thus never takes
-        over a ball tracked for long, and a ball track stuck on a false positive gives way once the real ball has
-        been followed for longer.
+        An established candidate has `min_hits` hits and has moved (`ball_moved_widths`). If the confirmed ball was not
+        matched this frame and such a candidate was, the one with the most hits (then the best score) becomes the ball
+        when it has more hits than the current ball or there is none; the old ball track is dropped. A brief false
+        positive thus never takes over a ball tracked for long, a ball track stuck on a false positive gives way once
+        the real ball has been followed for longer, and a ball lying still never takes over.
         """
         if self.ball and self.ball in matched:
             return
-        ready = [t for t in self.balls if t in matched and t.hits >= self.config.min_hits]
+        ready = [t for t in self.balls if t in matched and t.hits >= self.config.min_hits and t.moved]
         if not ready:
             return
         best = max(ready, key=lambda t: (t.hits, t.score))
