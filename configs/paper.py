@@ -26,6 +26,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.patience = 10  # evaluations without a better validation loss before stopping; 0 = never stop early
     config.log_every_steps = 10
     config.keep_checkpoints = 2  # the latest ones; the best by validation loss is kept as well
+    # a step whose loss or gradient is NaN or inf: "stop" ends the run with an error naming the step (checkpoints
+    # before it are kept); "skip" drops that update, counts it (summary and metrics "skipped_steps") and goes on.
+    # Either way no checkpoint holds a non-finite value.
+    config.nonfinite = "stop"
 
     config.optimizer = ml_collections.ConfigDict({"learning_rate": 0.01, "momentum": 0.7})
     config.variants = ml_collections.ConfigDict({"max_delta": 0.2})

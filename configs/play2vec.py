@@ -17,9 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = demo.get_config()
     for field in ("variants", "loss", "init_from", "model", "optimizer"):
         del config[field]
-    config.kind = (
-        "play2vec"  # trajsv_jax.training.train.train and trajsv_jax.retrieval.embed.load_encoder dispatch on it
-    )
+    config.kind = "play2vec"  # training.trainers.get picks the trainer by it (training, embedding, retrieval)
 
     config.optimizer = ml_collections.ConfigDict({"learning_rate": 1e-3, "clip_norm": 5.0})  # Adam
     # the noisy play the encoder reads: every position shifted by N(0, shift²) metres, then every sample (frame)

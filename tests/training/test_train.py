@@ -147,9 +147,10 @@ def test_train_cli_writes_checkpoints_metrics_tensorboard_and_plot(demo_dataset,
     assert "different config (loss.tau changed)" in capsys.readouterr().err
 
 
-def committed_steps(workdir: Path) -> list[int]:
-    """Steps of the finished checkpoints (orbax renames a checkpoint's temporary folder to STEP when it is done)."""
-    done = workdir.glob("checkpoints/*/commit_success.txt")
+def committed_steps(workdir: Path, marker: str = "commit_success.txt") -> list[int]:
+    """Steps of the finished checkpoints (orbax renames a checkpoint's temporary folder to STEP when it is done;
+    the training loop then writes its checksums.json)."""
+    done = workdir.glob(f"checkpoints/*/{marker}")
     return sorted(int(p.parent.name) for p in done if p.parent.name.isdigit())
 
 
@@ -172,6 +173,9 @@ def test_sigkill_and_resume_ends_with_identical_parameters(demo_dataset, tmp_pat
     assert run.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     saved = committed_steps(killed_dir)  # a kill mid-save leaves a STEP.orbax-checkpoint-tmp* folder: ignored
     assert saved and saved[-1] < steps
+    # a kill between orbax's commit and the checksums leaves that checkpoint unverified: the resume skips it, unless
+    # no checkpoint has checksums yet (then the run's checkpoints are verified without them)
+    saved = committed_steps(killed_dir, "checksums.json") or saved
     resumed = subprocess.run(
         [*command, *train_command(killed_dir, demo_dataset, steps)], env=env, cwd=REPO, capture_output=True, text=True
     )

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from trajsv_jax.config import check, is_count, is_number
 from trajsv_jax.errors import UserError
 
+EMBEDDINGS = ("tokens", "matrices")  # token ids, or the binary segment matrices themselves
+DTYPES = ("float32", "bfloat16", "float16")  # compute dtypes
 CLIP_ENCODERS = ("transformer", "lstm", "bilstm", "none")  # CRNet, the "w/o CRNet" baselines, visual-only
 VIDEO_ENCODERS = ("vrnet", "mean", "mlp")  # VRNet, or the "w/o VRNet" baselines
+CHOICES = {"embedding": EMBEDDINGS, "dtype": DTYPES, "clip_encoder": CLIP_ENCODERS, "video_encoder": VIDEO_ENCODERS}
+COUNTS = ("vocab_size", "segments", "d_model", "heads", "layers", "ffn", "vrnet_hidden", "vrnet_heads", "out_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +48,21 @@ class TrajSVConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for field, choices in (("clip_encoder", CLIP_ENCODERS), ("video_encoder", VIDEO_ENCODERS)):
-            if getattr(self, field) not in choices:
-                raise UserError(f"model.{field}={getattr(self, field)!r}: choose one of {', '.join(choices)}.")
+        """Refuse bad values by name before any module is built (they come from `--config.model.*`)."""
+        for field, allowed in CHOICES.items():
+            value = getattr(self, field)
+            check(value in allowed, f"model.{field}", value, f"choose one of {', '.join(allowed)}")
+        for field in COUNTS:
+            check(is_count(getattr(self, field)), f"model.{field}", getattr(self, field), "a positive integer")
+        check(is_count(self.visual_dim, 0), "model.visual_dim", self.visual_dim, "0 (none), or the features' dim")
+        for field in ("dropout_pos", "dropout_attn"):
+            value = getattr(self, field)
+            check(is_number(value, 0, 1) and value < 1, f"model.{field}", value, "a probability in [0, 1)")
+        split = [("d_model", "heads")] if self.clip_encoder == "transformer" else []
+        split += [("vrnet_hidden", "vrnet_heads"), ("out_dim", "vrnet_heads")] if self.video_encoder == "vrnet" else []
+        for dim, heads in split:  # attention splits these dims over its heads
+            value, count = getattr(self, dim), getattr(self, heads)
+            check(value % count == 0, f"model.{dim}", value, f"a multiple of model.{heads}={count}")
         if self.clip_encoder == "none" and self.visual_dim == 0:
             raise UserError("model.clip_encoder='none' (visual-only) needs visual features; this model has none.")
         if self.clip_encoder == "bilstm" and self.d_model % 2:

@@ -33,12 +33,13 @@ from jax.sharding import Mesh
 from input_pipeline import examples as examples_lib
 from input_pipeline import reader
 from trajsv_jax import plots
+from trajsv_jax.config import check, is_count, is_number
 from trajsv_jax.data import tokenize
 from trajsv_jax.errors import UserError
 from trajsv_jax.models import dropout
 from trajsv_jax.models.play2vec import Play2Vec, Play2VecConfig
 from trajsv_jax.training import checkpoints, sharding, trainers, variants
-from trajsv_jax.training.steps import TrainState, jit_steps, replicate
+from trajsv_jax.training.steps import TrainState, apply_update, jit_steps, replicate
 
 Batch = dict[str, jax.Array]
 # (vocabulary segments bool [E, C], their tokens int32 [E], tokens of the training split bool [vocab_size])
@@ -87,9 +88,20 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
     """Read the dataset's description and vocabulary as the TrajSV trainer does; resolve vocab_size 0."""
     if config.get("kind") != "play2vec":
         raise UserError(f"config kind={config.get('kind')!r}: play2vec trains configs/play2vec.py (kind 'play2vec').")
+    check_config(config)
     _, example, vocab, fields = trainers.read_dataset(config)
     step = StepConfig.from_config(config, vocab.cell)
     return Setup(example, Play2VecConfig(**fields), step, vocab, config.data_dir)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuse, by name, the values of this trainer's own fields that the step could not train with."""
+    for key in ("embed_dim", "hidden"):
+        check(is_count(config.model[key]), f"model.{key}", config.model[key], "a positive integer")
+    noise, clip_norm = config.noise, config.optimizer.clip_norm
+    check(is_number(noise.shift, 0), "noise.shift", noise.shift, "a distance >= 0 in metres")
+    check(is_number(noise.drop, 0, 1) and noise.drop < 1, "noise.drop", noise.drop, "a probability in [0, 1)")
+    check(is_number(clip_norm, 0, above=True), "optimizer.clip_norm", clip_norm, "a gradient norm > 0")
 
 
 def add_noise(rng: jax.Array, batch: Batch, shift: float, drop: float) -> Batch:
@@ -137,7 +149,8 @@ def init_state(key: jax.Array, *, model: Play2Vec, step: StepConfig, example: ex
 def train_step(
     state: TrainState, batch: Batch, tables: Tables, *, model: Play2Vec, step: StepConfig
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Adam step on the reconstruction loss of a global batch, with fresh noise."""
+    """One Adam step on the reconstruction loss of a global batch, with fresh noise (kept only if finite:
+    `steps.apply_update`)."""
     rng, noise_key = jax.random.split(state.rng)
     noisy, changed = noisy_tokens(noise_key, batch, tables, step)
 
@@ -146,11 +159,9 @@ def train_step(
         terms = reconstruction(logits, batch, tables[2])
         return terms["loss"], terms
 
-    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = step.optimizer().update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = terms | {"noise_tokens_changed": changed, "grad_norm": optax.global_norm(grads)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state, update = apply_update(state, grads, loss, step.optimizer(), rng)
+    return state, terms | update | {"noise_tokens_changed": changed}
 
 
 def eval_step(
@@ -228,16 +239,22 @@ def plot_losses(records: list[dict], path: epath.Path) -> str:
     return str(path)
 
 
+def state_shapes(config: ml_collections.ConfigDict, setup: Setup) -> TrainState:
+    """The initial state's shapes and dtypes (`jax.eval_shape`: nothing allocated, nothing compiled)."""
+    init = functools.partial(init_state, model=Play2Vec(setup.model), step=setup.step, example=setup.example)
+    return jax.eval_shape(init, jax.random.PRNGKey(config.seed))
+
+
 def load_params(workdir: str | os.PathLike, which: str | int = "best") -> tuple[Setup, Any, int]:
-    """(setup, params, step) of checkpoint `which` ("best", "latest" or a step) of a play2vec run."""
+    """(setup, params, step) of checkpoint `which` ("best", "latest" or a step) of a play2vec run; the checkpoint is
+    verified (`checkpoints.load_state`)."""
     workdir = epath.Path(workdir)
-    setup = make_setup(trainers.run_config(workdir))
+    config = trainers.run_config(workdir)
+    setup = make_setup(config)
     mgr = checkpoints.manager(workdir / trainers.CHECKPOINT_DIR, read_only=True)
-    step = checkpoints.choose_step(mgr, which, str(workdir))
-    mesh = sharding.make_mesh()
-    init_fn = compile_steps(Play2Vec(setup.model), setup.step, setup.example, mesh)[0]
-    shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))  # shapes only, nothing computed
-    return setup, checkpoints.restore_state(mgr, step, shapes, mesh).params, step
+    like = checkpoints.abstract(state_shapes(config, setup), sharding.replicated(sharding.make_mesh()))
+    step, state = checkpoints.load_state(mgr, which, like, str(workdir))
+    return setup, state.params, step
 
 
 def load_encoder(workdir: str | os.PathLike, which: str | int = "best") -> trainers.Encoder:

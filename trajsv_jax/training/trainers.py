@@ -9,12 +9,13 @@ description and vocabulary, and the `Encoder` a trained run becomes for retrieva
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
-import io
 import json
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import jax
@@ -33,6 +34,7 @@ from trajsv_jax.training import sharding
 TRAINERS = {"trajsv": "trajsv_jax.training.trajsv", "play2vec": "trajsv_jax.training.play2vec"}
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoints"
+PATH_FIELDS = ("data_dir", "init_from")  # config fields naming folders: run.json records them absolute
 Batch = dict[str, jax.Array]
 
 
@@ -78,6 +80,9 @@ class Trainer(Protocol):
     def make_setup(self, config: ml_collections.ConfigDict) -> Setup:
         """Read the dataset's description and vocabulary; resolve the config's automatic fields."""
 
+    def state_shapes(self, config: ml_collections.ConfigDict, setup: Setup) -> Any:
+        """The initial train state's shapes and dtypes (`jax.eval_shape`: nothing allocated, nothing compiled)."""
+
     def start(self, config: ml_collections.ConfigDict, setup: Setup, mesh: Mesh) -> tuple[Any, Callable, Callable, Any]:
         """(initial state, jitted train_step(state, batch, tables), jitted eval_step(params, batch, key, tables),
         replicated tables)."""
@@ -103,12 +108,60 @@ def kind_of(config: ml_collections.ConfigDict) -> str:
     return config.get("kind", "trajsv")
 
 
+def is_remote(path: str | os.PathLike) -> bool:
+    return "://" in str(path)
+
+
+def absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` whose local `PATH_FIELDS` are absolute, so the run opens them from any directory."""
+    config = config.copy_and_resolve_references()
+    for key in PATH_FIELDS:
+        if config.get(key) and not is_remote(config[key]):
+            config[key] = os.path.abspath(config[key])
+    return config
+
+
+def resolve_path(path: str, workdir: str | os.PathLike) -> str:
+    """A folder run.json records, as it opens from here: absolute and remote ones as they are; a relative one (older
+    runs recorded the path as given) from the current directory, else from the run directory's parents."""
+    if not path or is_remote(path) or os.path.isabs(path):
+        return path
+    parents = [] if is_remote(workdir) else Path(os.path.abspath(workdir)).parents
+    for base in (Path.cwd(), *parents):
+        if (base / path).exists():
+            return str(base / path)
+    return os.path.abspath(path)
+
+
+def read_run(workdir: str | os.PathLike) -> dict[str, Any]:
+    """A run's run.json: its config, resolved model fields, example config and dataset identity."""
+    path = epath.Path(workdir) / RUN_FILE
+    fix = "Restore it from a copy, or train again in a new --workdir (`trajsv train --workdir NEW`)."
+    try:
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            f"{workdir}: not a training run (no {RUN_FILE}). Train with `trajsv train --workdir {workdir}`."
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e}). {fix}") from None
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise UserError(f"{path}: holds no run config. {fix}")
+    return run
+
+
 def run_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
-    """The config a training run was started with (its run.json)."""
-    run_file = epath.Path(workdir) / RUN_FILE
-    if not run_file.exists():
-        raise UserError(f"{workdir}: not a training run (no {RUN_FILE}). Train with `trajsv train --workdir`.")
-    return ml_collections.ConfigDict(json.loads(run_file.read_text())["config"])
+    """The config a training run was started with (its run.json), its folders as they open from here."""
+    config = ml_collections.ConfigDict(read_run(workdir)["config"])
+    for key in PATH_FIELDS:
+        if config.get(key):
+            config[key] = resolve_path(config[key], workdir)
+    if not is_remote(config.data_dir) and not os.path.isdir(config.data_dir):
+        raise UserError(
+            f"{epath.Path(workdir) / RUN_FILE}: the dataset it was trained on, {config.data_dir}, is not there. "
+            f"Re-write it with `trajsv dataset STORE --out {config.data_dir}`, or run from where training started."
+        )
+    return config
 
 
 def load_encoder(workdir: str | os.PathLike, which: str | int = "best") -> Encoder:
@@ -122,10 +175,7 @@ def read_dataset(
     """(dataset info, example config, vocabulary, model fields with vocab_size 0 resolved) of config.data_dir."""
     info = write_lib.read_info(config.data_dir)
     example = examples_lib.ExampleConfig(**info["config"])
-    vocab_path = epath.Path(config.data_dir) / store_lib.VOCAB_FILE
-    if not vocab_path.exists():
-        raise UserError(f"{vocab_path}: missing. Re-write the dataset with `trajsv dataset`, which copies it there.")
-    vocab = tokenize.Vocabulary.load(io.BytesIO(vocab_path.read_bytes()))  # a local path or a bucket
+    vocab = tokenize.Vocabulary.load(_vocab_path(config.data_dir))  # a local path or a bucket
     fields = dict(config.model)
     if fields["vocab_size"] == 0:
         fields["vocab_size"] = vocab.num_tokens + 1
@@ -135,3 +185,18 @@ def read_dataset(
             f"{vocab.num_tokens} tokens (+1 for padding). Set it to 0 (automatic) or at least {vocab.num_tokens + 1}."
         )
     return info, example, vocab, fields
+
+
+def _vocab_path(data_dir: str | os.PathLike) -> epath.Path:
+    path = epath.Path(data_dir) / store_lib.VOCAB_FILE
+    if not path.exists():
+        raise UserError(f"{path}: missing. Re-write the dataset with `trajsv dataset`, which copies it there.")
+    return path
+
+
+def dataset_identity(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """What makes a dataset the one a run was trained on: its vocabulary's sha256, its example config and feature
+    shapes (dataset_info.json). run.json records it; a resume compares it."""
+    info = write_lib.read_info(data_dir)
+    vocabulary = hashlib.sha256(_vocab_path(data_dir).read_bytes()).hexdigest()
+    return {"vocabulary": vocabulary, "example": info["config"], "features": info["features"]}

@@ -25,14 +25,16 @@ from jax.sharding import Mesh
 from input_pipeline import examples as examples_lib
 from input_pipeline import write as write_lib
 from trajsv_jax import plots
+from trajsv_jax.config import check, is_number
 from trajsv_jax.data import tokenize
 from trajsv_jax.errors import UserError
 from trajsv_jax.models import TrajSV, TrajSVConfig
 from trajsv_jax.training import checkpoints, losses, sharding, trainers, variants
-from trajsv_jax.training.steps import TrainState, jit_steps, replicate
+from trajsv_jax.training.steps import TrainState, apply_update, jit_steps, replicate
 
 Batch = dict[str, jax.Array]
 MODEL_INPUTS = ("segment_mask", "clip_mask", "visual", "visual_mask")
+REDUCTIONS = ("mean", "sum")  # of the InfoNCE terms over the batch (training/losses.py)
 plot_losses = plots.plot_losses
 
 
@@ -101,6 +103,7 @@ class Setup:
 
 def make_setup(config: ml_collections.ConfigDict) -> Setup:
     """Read the dataset's description and vocabulary; resolve the config's automatic (0 / -1) model fields."""
+    check_config(config)
     info, example, vocab, fields = trainers.read_dataset(config)
     if fields["visual_dim"] == -1:
         fields["visual_dim"] = example.visual_dim if write_lib.has_visual(info) else 0
@@ -111,6 +114,17 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
         )
     model = TrajSVConfig(segments=example.segments_per_clip, **fields)
     return Setup(example, model, StepConfig.from_config(config, model, vocab.cell), vocab, config.data_dir)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Refuse, by name, the values of this trainer's own fields that the step could not train with."""
+    momentum, loss, delta = config.optimizer.momentum, config.loss, config.variants.max_delta
+    check(is_number(momentum, 0, 1) and momentum < 1, "optimizer.momentum", momentum, "a number in [0, 1)")
+    check(is_number(delta, 0, 1), "variants.max_delta", delta, "a share of the clip in [0, 1]")
+    check(is_number(loss.tau, 0, above=True), "loss.tau", loss.tau, "a temperature > 0")
+    for key in ("alpha", "beta"):
+        check(is_number(loss[key], 0), f"loss.{key}", loss[key], "a weight >= 0")
+    check(loss.reduction in REDUCTIONS, "loss.reduction", loss.reduction, f"choose one of {', '.join(REDUCTIONS)}")
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -176,7 +190,8 @@ def train_step(
     tx: optax.GradientTransformation,
     step: StepConfig,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step on the triple loss of a global batch: views → model (dropout on) → loss → gradients → update."""
+    """One SGD step on the triple loss of a global batch: views → model (dropout on) → loss → gradients → update
+    (kept only if finite: `steps.apply_update`)."""
     rng, view_key, dropout_key = jax.random.split(state.rng, 3)
     views, metrics = make_views(view_key, batch, vocab, step)
 
@@ -185,11 +200,9 @@ def train_step(
         terms = step.loss_terms(v.reshape(-1, 3, v.shape[-1]))
         return terms["loss"], terms
 
-    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics |= terms | {"grad_norm": optax.global_norm(grads)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state, update = apply_update(state, grads, loss, tx, rng)
+    return state, metrics | terms | update
 
 
 def eval_step(
@@ -232,16 +245,22 @@ def start(
     return state, train_fn, eval_fn, vocab
 
 
+def state_shapes(config: ml_collections.ConfigDict, setup: Setup) -> TrainState:
+    """The initial state's shapes and dtypes (`jax.eval_shape`: nothing allocated, nothing compiled)."""
+    model, tx = TrajSV(setup.model), make_optimizer(config)
+    return jax.eval_shape(functools.partial(init_state, model, tx, setup.example, setup.step, config.seed))
+
+
 def load_params(workdir: str | os.PathLike, which: str | int = "best") -> tuple[Setup, Any, int]:
-    """(setup, params, step) of checkpoint `which` ("best", "latest" or a step) of a TrajSV training run."""
+    """(setup, params, step) of checkpoint `which` ("best", "latest" or a step) of a TrajSV training run; the
+    checkpoint is verified (`checkpoints.load_state`)."""
     workdir = epath.Path(workdir)
     config = trainers.run_config(workdir)
     setup = make_setup(config)
     mgr = checkpoints.manager(workdir / trainers.CHECKPOINT_DIR, read_only=True)
-    step = checkpoints.choose_step(mgr, which, str(workdir))
-    model, tx = TrajSV(setup.model), make_optimizer(config)
-    shapes = jax.eval_shape(lambda: init_state(model, tx, setup.example, setup.step, config.seed))
-    return setup, checkpoints.restore_state(mgr, step, shapes, sharding.make_mesh()).params, step
+    like = checkpoints.abstract(state_shapes(config, setup), sharding.replicated(sharding.make_mesh()))
+    step, state = checkpoints.load_state(mgr, which, like, str(workdir))
+    return setup, state.params, step
 
 
 def load_encoder(workdir: str | os.PathLike, which: str | int = "best") -> trainers.Encoder:
