@@ -97,8 +97,8 @@ def prepare_data(root: Path) -> Path:
     frames = ingest.read_skillcorner(*ingest.bundled_skillcorner_files())
     source, _ = store.source_from_frames(frames, "skillcorner_2417")
     store.write_source(root / "store", source)
-    prepare.tokenize_store(root / "store")
-    prepare.write_dataset(root / "store", root / "tfrecords", clips_per_video=16)
+    prepare.tokenize_store(root / "store", split=prepare.Split(16))
+    prepare.write_dataset(root / "store", root / "tfrecords")
     return root / "tfrecords"
 
 

@@ -4,6 +4,10 @@ A video is up to n consecutive clips of one source (`data.clips.Video`). Each cl
 s samples (frames) of K object positions; every array is padded to these fixed shapes and carries a mask, so batches
 have static shapes. Nothing is dropped silently: objects beyond K and clips without any object are counted in the
 stats that come with each example.
+
+Frame rates: an example has one rate (`ExampleConfig.fps`, `trajsv dataset --fps`); a faster source is resampled to it
+inside each segment, whose bounds are cut at the source's own rate first (by time), so dropping frames never moves a
+segment boundary and the tokens computed at the source's rate still belong to the same segments.
 """
 
 from __future__ import annotations
@@ -49,16 +53,25 @@ class ExampleConfig:
 
     @classmethod
     def for_sources(
-        cls, sources: Sequence[Source], clips: int = 16, objects: int = 32, segments: int = 16, seconds: float = 1.0
+        cls,
+        sources: Sequence[Source],
+        clips: int = 16,
+        objects: int = 32,
+        segments: int = 16,
+        seconds: float = 1.0,
+        fps: float | None = None,
     ) -> ExampleConfig:
-        """The config that fits these sources: their highest fps, their visual feature dim (else the default)."""
+        """The config that fits these sources: `fps` (default their highest rate), their visual feature dim (else
+        the default)."""
         dims = {source.visual.shape[1] for source in sources if source.visual is not None}
         if len(dims) > 1:
             raise UserError(f"sources have visual features of dims {sorted(dims)}; extract them all with one model.")
+        if fps is not None and not 0 < fps < math.inf:
+            raise UserError(f"fps={fps}: expected a finite rate > 0 (frames per second of the examples).")
         return cls(
             clips_per_video=clips,
             segments_per_clip=segments,
-            fps=max((source.fps for source in sources), default=cls.fps),
+            fps=fps or max((source.fps for source in sources), default=cls.fps),
             segment_seconds=seconds,
             max_objects=objects,
             visual_dim=dims.pop() if dims else cls.visual_dim,
@@ -90,6 +103,7 @@ def feature_spec(config: ExampleConfig) -> dict[str, tuple[tuple[int, ...], np.d
         "video_id": ((), np.int64),  # source_index << 16 | first clip (fits int32, for JAX without x64)
         "clip_ids": ((n,), np.int64),  # clip index in the source, -1 = padding
         "source_index": ((), np.int32),  # position of the source in the store
+        "grid_index": ((n,), np.int32),  # each clip's field grid in the vocabulary's layout (tokenize.rasterize)
     }
     return {name: (shape, np.dtype(dtype)) for name, (shape, dtype) in spec.items()}
 
@@ -122,11 +136,25 @@ def select_objects(clip: np.ndarray, max_objects: int) -> tuple[np.ndarray, int,
     return np.sort(objects[order[:max_objects]]), len(dropped), int(frames_seen[dropped].sum())
 
 
+def resampled_frames(frames: int, fps: float, rate: float) -> np.ndarray:
+    """int64 indices of the frames of a clip at `fps` kept at `rate` (all of them when rate >= fps): the first frame
+    at or after each sample time k / rate, so the kept frames follow the clock, not the frame count."""
+    if rate >= fps - 1e-9:
+        return np.arange(frames)
+    index = np.unique(np.ceil(np.arange(math.ceil(frames * rate / fps) + 1) * (fps / rate) - 1e-6).astype(np.int64))
+    return index[index < frames]
+
+
 def clip_arrays(clip: np.ndarray, fps: float, config: ExampleConfig, where: str) -> tuple[dict[str, np.ndarray], dict]:
-    """positions [m, s, K, 2], sample_mask [m, s], segment_mask [m] of one clip, and its drop stats."""
+    """positions [m, s, K, 2], sample_mask [m, s], segment_mask [m] of one clip, and its drop stats.
+
+    Segments are cut at the source's rate; a faster source then keeps `resampled_frames` of each at `config.fps`.
+    """
     m, s, k = config.segments_per_clip, config.samples_per_segment, config.max_objects
     bounds = tokenize.segment_bounds(len(clip), fps, config.segment_seconds)
-    lengths = np.diff(bounds)
+    kept_frames = resampled_frames(len(clip), fps, config.fps)
+    lengths = np.diff(np.searchsorted(kept_frames, bounds))
+    clip = clip[kept_frames]
     if len(lengths) > m:
         raise UserError(
             f"{where}: {len(clip)} frames make {len(lengths)} segments, more than m={m}. "
@@ -135,7 +163,8 @@ def clip_arrays(clip: np.ndarray, fps: float, config: ExampleConfig, where: str)
     if lengths.max() > s:
         raise UserError(
             f"{where}: a segment has {lengths.max()} frames, more than s={s} samples (source at {fps} fps, "
-            f"example config at {config.fps} fps). Set the example config's fps to at least {fps}."
+            f"example config at {config.fps} fps). Write the dataset at the run's rate: `trajsv dataset STORE --out "
+            f"DIR --fps {config.fps:g}`."
         )
     kept, dropped_objects, dropped_frames = select_objects(clip, k)
     valid = np.arange(s) < lengths[:, None]  # [segments, s]; its True cells in order are the clip's frames
@@ -161,13 +190,19 @@ def usable_clips(source: Source) -> np.ndarray:
 def plan_videos(
     sources: Sequence[Source], clips_per_video: int, train_fraction: float = 0.8, val_fraction: float = 0.0
 ) -> tuple[list[clips_lib.Video], dict[str, int]]:
-    """Videos of every source (empty clips left out and counted), each marked train, val or test."""
+    """Videos of every source (empty clips left out and counted), each marked train, val or test.
+
+    A source is split by time (`clips.make_videos`) unless it belongs to a group (its game or video, set by readers
+    of short sequences: a hockey power play, a SportsMOT clip): then its whole group goes to one split
+    (`clips.split_groups`), so no game or video is in two splits.
+    """
     videos: list[clips_lib.Video] = []
+    grouped: dict[str, list[int]] = {}
     empty = 0
     for source in sources:
         usable = usable_clips(source)
         empty += int((~usable).sum())
-        videos += clips_lib.make_videos(
+        made = clips_lib.make_videos(
             source.source_id,
             source.clip_period,
             source.clip_start,
@@ -176,7 +211,14 @@ def plan_videos(
             train_fraction,
             val_fraction,
         )
-    return videos, {"empty_clips": empty}
+        if source.group is not None:
+            grouped.setdefault(str(source.group), []).extend(range(len(videos), len(videos) + len(made)))
+        videos += made
+    split = clips_lib.split_groups({g: len(v) for g, v in grouped.items()}, train_fraction, val_fraction)
+    for group, members in grouped.items():
+        for i in members:
+            videos[i] = dataclasses.replace(videos[i], split=split[group])
+    return videos, {"empty_clips": empty, "groups": len(grouped)}
 
 
 def video_examples(
@@ -184,9 +226,15 @@ def video_examples(
     videos: Iterable[clips_lib.Video],
     tokens_by_source: Mapping[str, Sequence[np.ndarray]] | None,
     config: ExampleConfig,
+    vocab: tokenize.Vocabulary | None = None,
 ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, int]]]:
-    """(example, stats) per video. `tokens_by_source[source_id][c]` holds clip c's tokens, one per segment."""
+    """(example, stats) per video. `tokens_by_source[source_id][c]` holds clip c's tokens, one per segment; `vocab`
+    (the tokens' vocabulary) gives each source's grid index (0 without it: one field)."""
     index = {source.source_id: i for i, source in enumerate(sources)}
+    grids = {
+        s.source_id: vocab.layout.index(vocab.grid_of(s.field, s.source_id)) if vocab is not None else 0
+        for s in sources
+    }
     for video in videos:
         if video.source_id not in index:
             raise UserError(f"video of {video.source_id!r}: no such source among {sorted(index)}.")
@@ -224,6 +272,7 @@ def video_examples(
                 example[name][slot] = value
             example["clip_mask"][slot] = True
             example["clip_ids"][slot] = c
+            example["grid_index"][slot] = grids[source.source_id]
             segments = int(arrays["segment_mask"].sum())
             if tokens is not None:
                 clip_tokens = np.asarray(tokens[c])

@@ -25,6 +25,7 @@ from input_pipeline import examples as examples_lib
 from trajsv_jax import files
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import store as store_lib
+from trajsv_jax.data import tokenize
 from trajsv_jax.errors import UserError
 
 FORMAT_NAME = "trajsv-videos"
@@ -49,7 +50,8 @@ def check_spec(features: Mapping[str, Any], config: examples_lib.ExampleConfig, 
             raise UserError(
                 f"{where}: feature {name!r} is {have and (have['shape'], have['dtype'])}, the example config needs "
                 f"{want.get(name) and (want[name]['shape'], want[name]['dtype'])}. "
-                "Use the config the data was written with, or re-write the data with this one."
+                "Use the config the data was written with, or re-write the data with this one (`trajsv dataset "
+                f"STORE --out DIR --fps {config.fps:g}` writes it at this config's frame rate)."
             )
 
 
@@ -184,13 +186,16 @@ def prepare_store(
     tokens_by_source: Mapping[str, Sequence[np.ndarray]] | None = None,
     train_fraction: float = 0.8,
     val_fraction: float = 0.0,
+    vocab: tokenize.Vocabulary | None = None,
 ) -> dict[str, Any]:
-    """Cut a whole store into videos and write its splits (val only if asked for); returns dataset_info.json."""
+    """Cut a whole store into videos and write its splits (val only if asked for); returns dataset_info.json.
+
+    `vocab` (the tokens' vocabulary) gives each example its field's grid index."""
     sources = store_lib.read_store(store)
     videos, plan_stats = examples_lib.plan_videos(sources, config.clips_per_video, train_fraction, val_fraction)
     for split in clips_lib.SPLITS if val_fraction else ("train", "test"):
         split_videos = [video for video in videos if video.split == split]
-        examples = examples_lib.video_examples(sources, split_videos, tokens_by_source, config)
+        examples = examples_lib.video_examples(sources, split_videos, tokens_by_source, config, vocab)
         write_tfrecords(
             tqdm(examples, total=len(split_videos), desc=f"write {split}", unit="video", leave=False),
             out_dir,

@@ -97,8 +97,8 @@ def demo_dataset(bundled_source, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("demo_dataset")
     store.write_source(out / "store", bundled_source)
-    prepare.tokenize_store(out / "store")
-    prepare.write_dataset(out / "store", out / "tfrecords", clips_per_video=4, shards=2, val_fraction=0.1)
+    prepare.tokenize_store(out / "store", split=prepare.Split(4, 0.8, 0.1))
+    prepare.write_dataset(out / "store", out / "tfrecords", shards=2)
     return out / "tfrecords"
 
 

@@ -67,7 +67,9 @@ def test_demo_writes_store_tokens_dataset_training_embeddings_and_pictures(demo_
 def test_info_reports_the_store(demo_run, capsys):
     assert cli.main(["info", str(demo_run / "store")]) == 0
     out = capsys.readouterr().out
-    assert "skillcorner_2417" in out and "videos of n=16 clips: 19 train, 5 test" in out and "vocabulary:" in out
+    split = json.loads((demo_run / "summary.json").read_text())["videos_per_split"]  # tokenize's split, read back
+    counts = f"videos of n=4 clips: {split['train']} train, {split['val']} val, {split['test']} test"
+    assert "skillcorner_2417" in out and counts in out and "vocabulary:" in out
 
 
 @pytest.mark.parametrize(
@@ -156,6 +158,31 @@ def test_index_search_and_evaluate_from_the_command_line(demo_run, capsys, tmp_p
     err = capsys.readouterr().err.strip()
     assert "video id 999999: not in" in err and "\n" not in err
     assert_written_only_inside(before, file_states(*roots), embeddings / "index", png, out_dir)
+
+
+def test_a_25_fps_source_embeds_with_the_10_fps_demo_run(demo_run, capsys, tmp_path):
+    """Metrica's EPTS excerpt in kloppy's wheel (real, 25 fps), tokenized with the run's vocabulary: written at the
+    run's rate with `dataset --fps 10` it embeds; written at its own rate the error names that flag."""
+    from trajsv_jax.data import ingest
+
+    files = ingest.bundled_skillcorner_files()[0].parent
+    paths = [f"raw_data={files / 'epts_metrica_tracking.txt'}", f"meta_data={files / 'epts_metrica_metadata.xml'}"]
+    assert cli.main(["ingest", "metrica_epts", *paths, "--out", str(tmp_path / "store")]) == 0
+    [source] = store.read_store(tmp_path / "store")
+    assert source.fps == 25
+    vocab = demo_run / "tfrecords" / "vocab.npz"
+    argv = ["tokenize", str(tmp_path / "store"), "--vocabulary", str(vocab), "--clips-per-video", "4"]
+    assert cli.main([*argv, "--train-fraction", "0"]) == 0
+    run = ["embed", "--workdir", str(demo_run / "train"), "--split", "test"]
+    for fps, rc in ((None, 2), ("10", 0)):
+        out = tmp_path / f"data{fps}"
+        assert cli.main(["dataset", str(tmp_path / "store"), "--out", str(out), *(["--fps", fps] if fps else [])]) == 0
+        capsys.readouterr()
+        assert cli.main([*run, "--data", str(out), "--out", str(tmp_path / f"emb{fps}")]) == rc
+        if rc:
+            assert "--fps 10" in capsys.readouterr().err
+    embedded = embed.read_embeddings(tmp_path / "emb10")
+    assert len(embedded["videos"]) >= 1 and np.isfinite(embedded["videos"]).all()
 
 
 HEAVY = ("tensorflow", "jax", "jaxlib", "scann", "cv2", "flax", "orbax", "matplotlib", "optax", "kloppy")

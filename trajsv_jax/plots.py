@@ -14,7 +14,7 @@ from etils import epath
 from matplotlib import patches
 
 from trajsv_jax.data import clips as clips_lib
-from trajsv_jax.data import pitch
+from trajsv_jax.data import field as field_lib
 
 ROLE_COLOURS = {
     clips_lib.ROLE_BALL: "#111111",
@@ -24,27 +24,29 @@ ROLE_COLOURS = {
 }
 
 
-def draw_pitch(ax: plt.Axes, length: float = pitch.PITCH_LENGTH, width: float = pitch.PITCH_WIDTH) -> None:
-    """Markings of a football pitch in centred metres (IFAB dimensions, `pitch.markings`)."""
-    hl, hw = length / 2, width / 2
-    for line in pitch.markings(length, width):
+def draw_pitch(ax: plt.Axes, field: field_lib.Field = field_lib.SOCCER) -> None:
+    """The field's markings (`field.markings`: a soccer pitch's IFAB lines, a rink, a court, a camera plane)."""
+    hl, hw = field.length / 2, field.width / 2
+    for line in field_lib.markings(field):
         ax.plot(line[:, 0], line[:, 1], color="#555555", lw=0.8)
-    for side in (-1, 1):
-        ax.plot(side * (hl - 11), 0, ".", color="#555555", ms=2)
-    ax.set_xlim(-hl - 2, hl + 2)
-    ax.set_ylim(-hw - 2, hw + 2)
+    if field.kind == field_lib.METRIC and field.sport == "soccer":
+        for side in (-1, 1):
+            ax.plot(side * (hl - 11), 0, ".", color="#555555", ms=2)
+    margin = 0.02 * field.length
+    ax.set_xlim(-hl - margin, hl + margin)
+    ax.set_ylim(-hw - margin, hw + margin)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def draw_cells(ax: plt.Axes, matrices: np.ndarray, cell: float) -> None:
-    """Shade the occupied cells of segment matrices [S, cols*rows]; darker = occupied in more segments."""
-    cols, rows = pitch.grid_shape(cell)
+def draw_cells(ax: plt.Axes, matrices: np.ndarray, grid: field_lib.Grid) -> None:
+    """Shade the occupied cells of segment matrices [S, cols*rows] of `grid`; darker = occupied in more segments."""
+    cols, rows = grid.cols, grid.rows
     counts = np.asarray(matrices, np.float32).sum(0).reshape(cols, rows).T
     masked = np.ma.masked_equal(counts, 0)
-    extent = (-pitch.PITCH_LENGTH / 2, -pitch.PITCH_LENGTH / 2 + cols * cell, -pitch.PITCH_WIDTH / 2)
-    extent = (*extent, -pitch.PITCH_WIDTH / 2 + rows * cell)
+    x0, y0 = -grid.length / 2, -grid.width / 2
+    extent = (x0, x0 + cols * grid.cell, y0, y0 + rows * grid.cell)
     ax.imshow(masked, origin="lower", extent=extent, cmap="Greens", vmin=0, vmax=max(1, counts.max()), alpha=0.8)
 
 
@@ -69,25 +71,27 @@ def plot_clip_segments(
     segment_bounds: Sequence[np.ndarray],
     roles: np.ndarray,
     titles: Sequence[str],
-    cell: float,
+    field: field_lib.Field,
+    grid: field_lib.Grid,
     segments_shown: int = 4,
 ) -> str:
     """One row per clip: the whole clip (trajectories over its cells, darker = visited in more segments), then a few
-    single segments, each with its own matrix, the moves made in that second, and its token id."""
+    single segments, each with its own matrix, the moves made in that second, and its token id; on the clips'
+    `field`, with cells of its `grid`."""
     n = len(clip_positions)
     fig, axes = plt.subplots(n, 1 + segments_shown, figsize=(3.3 * (1 + segments_shown), 2.5 * n), squeeze=False)
     for row, (pos, mats, toks, bounds, title) in enumerate(
         zip(clip_positions, clip_matrices, clip_tokens, segment_bounds, titles, strict=True)
     ):
         ax = axes[row, 0]
-        draw_pitch(ax)
-        draw_cells(ax, mats, cell)
+        draw_pitch(ax, field)
+        draw_cells(ax, mats, grid)
         draw_play(ax, pos, roles)
         ax.set_title(title, fontsize=7)
         shown = np.unique(np.linspace(0, len(mats) - 1, segments_shown).round().astype(int))
         for ax, s in zip(axes[row, 1:], shown, strict=False):
-            draw_pitch(ax)
-            draw_cells(ax, mats[s : s + 1], cell)
+            draw_pitch(ax, field)
+            draw_cells(ax, mats[s : s + 1], grid)
             draw_play(ax, pos[bounds[s] : bounds[s + 1]], roles)
             ax.set_title(f"segment {s}: token {int(toks[s])}, {int(mats[s].sum())} cells", fontsize=7)
         for ax in axes[row, 1 + len(shown) :]:
@@ -95,7 +99,7 @@ def plot_clip_segments(
     handles = [
         plt.Line2D([], [], color=ROLE_COLOURS[r], label=clips_lib.ROLE_NAMES[r]) for r in sorted(ROLE_COLOURS)[:3]
     ]
-    handles.append(patches.Patch(color="#74c476", label=f"occupied {cell:g} m cells"))
+    handles.append(patches.Patch(color="#74c476", label=f"occupied {grid.cell:.3g} {field.unit} cells"))
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
@@ -164,12 +168,14 @@ def plot_matches(
     query: tuple[str, np.ndarray],
     matches: Sequence[tuple[str, np.ndarray]],
     roles: Sequence[np.ndarray],
+    fields: Sequence[field_lib.Field] | None = None,
 ) -> str:
-    """The query play and its top matches side by side on the pitch; plays are (title, positions [T, K, 2])."""
+    """The query play and its top matches side by side on their fields; plays are (title, positions [T, K, 2])."""
     plays = [query, *matches]
+    fields = fields or [field_lib.SOCCER] * len(plays)
     fig, axes = plt.subplots(1, len(plays), figsize=(3.6 * len(plays), 2.8), squeeze=False)
-    for ax, (title, positions), role in zip(axes[0], plays, roles, strict=True):
-        draw_pitch(ax)
+    for ax, (title, positions), role, field in zip(axes[0], plays, roles, fields, strict=True):
+        draw_pitch(ax, field)
         draw_play(ax, positions, role)
         ax.set_title(title, fontsize=8)
     return save(fig, path)

@@ -7,6 +7,7 @@ Each step returns a small result with a `report()` that says what it did and wha
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -42,7 +43,7 @@ def describe_source(source: store_lib.Source) -> str:
     teams = f"{m.get('home_team', '?')} v {m.get('away_team', '?')}" if "home_team" in m else ""
     lines = [
         f"source {source.source_id}: {m.get('provider', '?')} {teams} {m.get('date', '')}".rstrip(),
-        f"  {source.fps:g} Hz, pitch {m.get('pitch_length', '?')} x {m.get('pitch_width', '?')} m, "
+        f"  {source.fps:g} Hz, {source.field.describe()}, "
         f"{m.get('frames_total', '?')} frames read"
         + (
             f" of {m['frames_in_file']} in the file ({m.get('empty_frames_skipped', 0)} without detections: replays, "
@@ -77,6 +78,59 @@ class IngestResult:
         return f"{describe_source(self.source)}\n  read with {self.reader} in {self.seconds:.1f} s -> {self.store}"
 
 
+SOURCE_COLUMNS = ("source", "sport", "field", "fps", "clips", "minutes", "objects", "off-field", "short clips")
+
+
+def source_rows(sources: Sequence[store_lib.Source]) -> list[tuple]:
+    """One row per source (`SOURCE_COLUMNS`): what it is, how much main-camera play it has, what was dropped."""
+    rows = []
+    for s in sources:
+        drops, f = s.metadata.get("drops", {}), s.field
+        size = f"{f.kind} {f.length:g}x{f.width:g} {f.unit}"
+        minutes = s.clip_lengths().sum() / s.fps / 60
+        rows.append((s.source_id, f.sport, size, f"{s.fps:g}", s.num_clips, f"{minutes:.1f}", s.num_objects,
+                     drops.get("off_pitch", 0), drops.get("short_clips", 0)))  # fmt: skip
+    return rows
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned table."""
+    cells = [[str(c) for c in columns], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderIngestResult:
+    reader: str
+    folder: Path
+    written: ingest_lib.FolderIngest
+    seconds: float
+    store: Path
+
+    def report(self) -> str:
+        w = self.written
+        lines = [
+            f"{self.reader} {self.folder}: {len(w.sources)} sources in {self.seconds:.1f} s -> {self.store}",
+            text_table(SOURCE_COLUMNS, source_rows(w.sources)),
+        ]
+        for sid, why in w.left_out.items():
+            lines.append(f"left out {sid}: no clip after cleaning ({why})")
+        for key in ("sports", "sport_sources", "counts", "drops", "alignment"):
+            if key in w.report:
+                lines.append(f"{key}: {json.dumps(w.report[key], sort_keys=True)}")
+        return "\n".join(lines)
+
+
+def ingest_folder(
+    reader: str, folder: Path, out: Path, clip_config: clips_lib.ClipConfig, **options: Any
+) -> FolderIngestResult:
+    """Every source of a dataset folder (`trajsv ingest sportsmot DIR`, ...) into the store `out`."""
+    t0 = time.perf_counter()
+    written = ingest_lib.ingest_folder(reader, folder, out, clip_config, **options)
+    return FolderIngestResult(reader, Path(folder), written, time.perf_counter() - t0, Path(out))
+
+
 def ingest_source(
     provider: str | None,
     files: dict[str, str],
@@ -100,6 +154,37 @@ def ingest_source(
 
 
 @dataclasses.dataclass(frozen=True)
+class Split:
+    """How a store's clips are grouped into videos and split; tokenize fixes it (the vocabulary is fitted on the
+    train split) and `trajsv dataset` reads it back from `tokens/split.json`."""
+
+    clips_per_video: int = 16
+    train_fraction: float = 0.8
+    val_fraction: float = 0.0
+
+    def describe(self) -> str:
+        return (
+            f"videos of n={self.clips_per_video} clips, train fraction {self.train_fraction:g}, "
+            f"val fraction {self.val_fraction:g}"
+        )
+
+
+SPLIT_FILE = "split.json"
+
+
+def read_split(store: Path) -> Split:
+    """The split `trajsv tokenize` used for this store."""
+    path = Path(store) / store_lib.TOKENS_DIR / SPLIT_FILE
+    if not path.exists():
+        raise UserError(f"{path}: missing: the store is not tokenized. Run `trajsv tokenize {store}` first.")
+    data = files.read_json(path, f"Re-run `trajsv tokenize {store}`.", "split record")
+    try:
+        return Split(int(data["clips_per_video"]), float(data["train_fraction"]), float(data["val_fraction"]))
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: not a split record. Re-run `trajsv tokenize {store}`.") from None
+
+
+@dataclasses.dataclass(frozen=True)
 class TokenizeResult:
     segments: int
     clips: int
@@ -110,19 +195,27 @@ class TokenizeResult:
     vocab: tok.Vocabulary
     vocab_path: Path
     frozen_from: Path | None  # another dataset's vocabulary, when frozen
+    split: Split
+    assigned: dict[str, Any]  # segments given their nearest entry (val, test, unused clips): counts, similarity
 
     def report(self) -> str:
-        v = self.vocab
+        v, a = self.vocab, self.assigned
+        nearest = (
+            f"{a['segments']} segments outside the train split ({a['split_segments']}) got their nearest entry "
+            f"(median Jaccard {a['median_similarity']:.2f}; {a['below_threshold']} at or below the threshold "
+            f"{v.threshold:g}; {a['unknown']} sharing no cell with any entry -> the unknown token {v.unknown_token})"
+        )
         if self.frozen_from is not None:
             return (
                 f"tokenized {self.segments} segments with the frozen vocabulary {self.frozen_from} ({v.num_tokens} "
-                f"tokens, {tok.grid_description(v.cell)}): each segment -> its most similar entry; "
-                f"{self.used_tokens} distinct tokens used -> {self.vocab_path}"
+                f"tokens, {v.describe_grids()}): {nearest}; {self.used_tokens} distinct tokens used "
+                f"-> {self.vocab_path}"
             )
         return (
-            f"tokenized {self.segments} segments of {self.clips} clips in {self.seconds:.2f} s: "
-            f"{v.num_tokens} tokens over {len(v)} distinct segment matrices ({self.empty_segments} empty segments -> "
-            f"token 0); {tok.grid_description(v.cell)}, {v.seconds:g} s segments, Jaccard threshold {v.threshold:g}"
+            f"tokenized {self.segments} segments of {self.clips} clips in {self.seconds:.2f} s: vocabulary fitted on "
+            f"the {v.fitted_on['segments']} segments of the train split ({self.split.describe()}): {v.num_tokens} "
+            f"tokens over {len(v)} distinct segment matrices ({self.empty_segments} empty segments -> token 0); "
+            f"{nearest}; {v.describe_grids()}, {v.seconds:g} s segments, Jaccard threshold {v.threshold:g}"
             f"{' (approximate MinHash LSH)' if v.lsh else ''} -> {self.vocab_path}"
         )
 
@@ -134,45 +227,94 @@ def tokenize_store(
     threshold: float = 0.3,
     approximate: bool = False,
     vocabulary: Path | None = None,
+    split: Split | None = None,
+    camera_cell: float = tok.field_lib.DEFAULT_CAMERA_CELL,
 ) -> TokenizeResult:
-    """Build the vocabulary over every clip of the store (sources in store order) and save tokens per clip.
+    """Split the store's clips into videos (train / val / test), build the vocabulary over the train split's segments
+    only (sources in store order), give every other segment its nearest entry, and save tokens per clip.
 
-    With `vocabulary` (another dataset's vocab.npz) the vocabulary is frozen instead: every segment gets the token
-    of its most similar entry, so a model trained on that dataset reads this one (transfer, fine-tuning).
+    So no val or test segment is ever a vocabulary entry unless the same matrix occurs in train. With `vocabulary`
+    (another dataset's vocab.npz) the vocabulary is frozen instead: every segment gets its nearest entry, so a model
+    trained on that dataset reads this one (transfer, fine-tuning).
     """
     store = Path(store)
     sources = store_lib.read_store(store)
     if not sources:
         raise UserError(f"{store}: the store has no sources. Add some with `trajsv ingest --out {store}`.")
     seconds = seconds or sources[0].metadata.get("clip_config", {}).get("segment_seconds", 1.0)
+    split = split or Split()
     with files.locked(store, "tokenize"):
-        return _tokenize_locked(store, sources, cell, seconds, threshold, approximate, vocabulary)
+        return _tokenize_locked(store, sources, cell, camera_cell, seconds, threshold, approximate, vocabulary, split)
 
 
-def _tokenize_locked(store, sources, cell, seconds, threshold, approximate, vocabulary) -> TokenizeResult:
+def _train_segments(sources, offsets: dict[str, np.ndarray], split: Split) -> dict[str, np.ndarray]:
+    """Per source, bool [S]: the segments of clips in train videos."""
+    videos, _ = examples_lib.plan_videos(sources, split.clips_per_video, split.train_fraction, split.val_fraction)
+    train = {s.source_id: np.zeros(s.num_clips, bool) for s in sources}
+    for video in videos:
+        if video.split == "train":
+            train[video.source_id][video.first_clip : video.first_clip + video.num_clips] = True
+    return {sid: np.repeat(clip_train, np.diff(offsets[sid])) for sid, clip_train in train.items()}
+
+
+def _tokenize_locked(
+    store, sources, cell, camera_cell, seconds, threshold, approximate, vocabulary, split
+) -> TokenizeResult:
     t0 = time.perf_counter()
+    layout = tok.field_lib.GridLayout.of([s.field for s in sources], cell, camera_cell)
     if vocabulary is not None:
         vocab = tok.Vocabulary.load(vocabulary)
         if abs(vocab.seconds - seconds) > 1e-9:
             raise UserError(f"{vocabulary}: made of {vocab.seconds:g} s segments, the store's clips use {seconds:g} s.")
+        layout = vocab.layout
+        for source in sources:
+            vocab.grid_of(source.field, f"{vocabulary} for source {source.source_id}")
     else:
-        vocab = tok.Vocabulary(threshold=threshold, cell=cell, seconds=seconds, approximate=approximate)
-    total, empty, used = 0, 0, set()
-    for source in tqdm(sources, desc="tokenize", unit="source", leave=False, disable=len(sources) < 2):
-        matrices, offsets = tok.source_segment_matrices(source, cell=vocab.cell, seconds=seconds)
-        tokens = vocab.assign(matrices) if vocabulary is not None else np.asarray(vocab.tokenize(matrices))
+        vocab = tok.Vocabulary(threshold, cell, seconds, approximate, layout=layout, camera_cell=camera_cell)
+    matrices, offsets = {}, {}
+    for source in tqdm(sources, desc="segments", unit="source", leave=False, disable=len(sources) < 2):
+        matrices[source.source_id], offsets[source.source_id] = tok.source_segment_matrices(
+            source, vocab.cell, seconds, layout, vocab.camera_cell
+        )
+    in_train = _train_segments(sources, offsets, split)
+    if vocabulary is None:
+        fitted = {sid: np.asarray(vocab.tokenize(matrices[sid][in_train[sid]])) for sid in matrices}
+        vocab.fitted_on = {
+            "split": "train",
+            **dataclasses.asdict(split),
+            "segments": int(sum(m.sum() for m in in_train.values())),
+            "sources": [s.source_id for s in sources],
+        }
+    total, empty, used, similarities = 0, 0, set(), []
+    for source in sources:
+        sid = source.source_id
+        tokens = np.zeros(len(matrices[sid]), np.int32)
+        rest = np.ones(len(tokens), bool) if vocabulary is not None else ~in_train[sid]
+        if vocabulary is None:
+            tokens[in_train[sid]] = fitted[sid]
+        tokens[rest], sims = vocab.assign_with_similarity(matrices[sid][rest])
+        similarities.append(sims[matrices[sid][rest].any(1)])
         total += len(tokens)
-        empty += int((tokens == 0).sum())
+        empty += int((~matrices[sid].any(1)).sum())
         used |= set(tokens.tolist())
-        store_lib.write_tokens(store, source.source_id, tokens, offsets)
+        store_lib.write_tokens(store, sid, tokens, offsets[sid])
     if vocabulary is not None:  # the same bytes: a run trained on that dataset checks the vocabulary's digest
         files.atomic_write(store / store_lib.VOCAB_FILE, lambda tmp: shutil.copyfile(vocabulary, tmp))
     else:
         vocab.save(store / store_lib.VOCAB_FILE)
+    files.atomic_json(store / store_lib.TOKENS_DIR / SPLIT_FILE, dataclasses.asdict(split))
+    sims = np.concatenate(similarities)
+    assigned = {
+        "segments": len(sims),
+        "split_segments": "all" if vocabulary is not None else "val, test and clips in no video",
+        "median_similarity": float(np.median(sims)) if len(sims) else 1.0,
+        "below_threshold": int((sims <= vocab.threshold).sum()),
+        "unknown": int((sims == 0).sum()),
+    }
     clips = sum(s.num_clips for s in sources)
     return TokenizeResult(
         total, clips, vocab.num_tokens, len(used - {0}), empty, time.perf_counter() - t0, vocab,
-        store / store_lib.VOCAB_FILE, vocabulary,
+        store / store_lib.VOCAB_FILE, vocabulary, split, assigned,
     )  # fmt: skip
 
 
@@ -195,28 +337,51 @@ class DatasetResult:
         return "\n".join(lines)
 
 
+def checked_split(store: Path, clips_per_video: int | None, train_fraction: float | None, val_fraction: float | None):
+    """The store's split (`read_split`); UserError if a value given differs from the one tokenize used."""
+    split = read_split(store)
+    given = {"clips_per_video": clips_per_video, "train_fraction": train_fraction, "val_fraction": val_fraction}
+    differ = [
+        f"{k}={v:g} (tokenized with {getattr(split, k):g})"
+        for k, v in given.items()
+        if v is not None and v != getattr(split, k)
+    ]
+    if differ:
+        flags = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in given.items() if v is not None)
+        raise UserError(
+            f"{store}: {', '.join(differ)}: the vocabulary was fitted on the train split tokenize made, so the "
+            f"dataset must use the same. Leave the flags out, or re-run `trajsv tokenize {store} {flags}`."
+        )
+    return split
+
+
 def write_dataset(
     store: Path,
     out: Path,
-    clips_per_video: int = 16,
+    clips_per_video: int | None = None,
     objects: int = 32,
-    train_fraction: float = 0.8,
+    train_fraction: float | None = None,
     shards: int = 4,
-    val_fraction: float = 0.0,
+    val_fraction: float | None = None,
+    fps: float | None = None,
 ) -> DatasetResult:
     """Write the padded per-video TFRecord shards of every split, with counts and drops.
 
-    The vocabulary is copied next to the shards, so that the dataset directory is all training needs (on a TPU
-    pod it can be copied to a bucket alone).
+    The split is the one `trajsv tokenize` made (the values given must agree with it). `fps` resamples every source
+    to one rate (default: the highest source rate, nothing resampled). The vocabulary is copied next to the shards,
+    so that the dataset directory is all training needs (on a TPU pod it can be copied to a bucket alone).
     """
     files.output_folder(out, "dataset", create=False)
     sources = store_lib.read_store(store)
+    split = checked_split(Path(store), clips_per_video, train_fraction, val_fraction)
     tokens = {s.source_id: store_lib.read_tokens(store, s) for s in sources}
     vocab_path = Path(store) / store_lib.VOCAB_FILE
-    tok.Vocabulary.load(vocab_path)  # read and checked before it is copied
-    config = examples_lib.ExampleConfig.for_sources(sources, clips=clips_per_video, objects=objects)
+    vocab = tok.Vocabulary.load(vocab_path)  # read and checked before it is copied
+    config = examples_lib.ExampleConfig.for_sources(sources, clips=split.clips_per_video, objects=objects, fps=fps)
     with files.locked(out, "dataset"):
-        info = write_lib.prepare_store(store, out, config, shards, tokens, train_fraction, val_fraction)
+        info = write_lib.prepare_store(
+            store, out, config, shards, tokens, split.train_fraction, split.val_fraction, vocab
+        )
         files.atomic_write(Path(out) / store_lib.VOCAB_FILE, lambda tmp: shutil.copyfile(vocab_path, tmp))
     return DatasetResult(Path(out), config, info)
 
@@ -240,7 +405,7 @@ class StoreInfo:
     def report(self) -> str:
         parts = [
             f"{describe_source(source)}\n  videos of n={self.clips_per_video} clips: {counts['train']} train, "
-            f"{counts['test']} test"
+            f"{counts['val']} val, {counts['test']} test"
             for source, counts in zip(self.sources, self.videos, strict=True)
         ]
         if self.vocab is not None:
@@ -248,13 +413,20 @@ class StoreInfo:
         return "\n".join(parts) or f"{self.store}: empty store"
 
 
-def store_info(store: Path, clips_per_video: int = 16, train_fraction: float = 0.8) -> StoreInfo:
-    """What a store holds: its sources, the videos they make, its vocabulary."""
+def store_info(store: Path) -> StoreInfo:
+    """What a store holds: its sources, the videos they make (with the split `trajsv tokenize` made, else the
+    paper's n = 16 and 80 % train), its vocabulary."""
     sources = store_lib.read_store(store)
-    videos = [count_videos([source], clips_per_video, train_fraction) for source in sources]
+    tokenized = (Path(store) / store_lib.TOKENS_DIR / SPLIT_FILE).exists()
+    split = read_split(Path(store)) if tokenized else Split()
+    planned, _ = examples_lib.plan_videos(sources, split.clips_per_video, split.train_fraction, split.val_fraction)
+    videos = [
+        {name: sum(v.split == name and v.source_id == s.source_id for v in planned) for name in clips_lib.SPLITS}
+        for s in sources
+    ]
     vocab_path = Path(store) / store_lib.VOCAB_FILE
     vocab = tok.Vocabulary.load(vocab_path) if vocab_path.exists() else None
-    return StoreInfo(Path(store), sources, videos, clips_per_video, vocab)
+    return StoreInfo(Path(store), sources, videos, split.clips_per_video, vocab)
 
 
 def plot_clips(source: store_lib.Source, tokens: list[np.ndarray], cell: float, seconds: float, path: Path, count=3):
@@ -262,7 +434,8 @@ def plot_clips(source: store_lib.Source, tokens: list[np.ndarray], cell: float, 
     full = [c for c in range(source.num_clips) if len(tokens[c]) >= 8] or list(range(source.num_clips))
     chosen = [full[i] for i in np.linspace(0, len(full) - 1, count).round().astype(int)]
     clips = [source.clip(c) for c in chosen]
-    matrices, counts = tok.clip_segment_matrices(clips, source.fps, cell, seconds)
+    grid = source.field.grid(cell)
+    matrices, counts = tok.clip_segment_matrices(clips, source.fps, grid, seconds)
     titles = [
         f"clip {c}: period {source.clip_period[c]} at {_minutes(source.clip_start[c])}, {len(tokens[c])} segments"
         for c in chosen
@@ -275,7 +448,8 @@ def plot_clips(source: store_lib.Source, tokens: list[np.ndarray], cell: float, 
         [tok.segment_bounds(len(clip), source.fps, seconds) for clip in clips],
         source.object_role,
         titles,
-        cell,
+        source.field,
+        grid,
     )
 
 
@@ -319,11 +493,10 @@ def prepare_bundled_match(
     echo = echo or (lambda result: None)
     ingested = ingest_source(None, {}, store, None, clip_config, fast)
     echo(ingested)
-    tokenized = tokenize_store(store, o.cell, seconds, o.threshold, o.approximate)
+    split = Split(o.clips_per_video, o.train_fraction, o.val_fraction)
+    tokenized = tokenize_store(store, o.cell, seconds, o.threshold, o.approximate, split=split)
     echo(tokenized)
-    written = write_dataset(
-        store, out / "tfrecords", o.clips_per_video, o.objects, o.train_fraction, o.shards, o.val_fraction
-    )
+    written = write_dataset(store, out / "tfrecords", objects=o.objects, shards=o.shards)
     echo(written)
     source = store_lib.read_store(store)[0]
     tokens = store_lib.read_tokens(store, source)

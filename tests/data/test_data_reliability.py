@@ -70,7 +70,7 @@ def test_checked_name_refuses_paths(bad):
 
 
 def test_a_second_writer_fails_naming_the_holder(small_store, tmp_path, capsys):
-    prepare.tokenize_store(small_store)
+    prepare.tokenize_store(small_store, split=prepare.Split(2))
     dataset = tmp_path / "dataset"
     lock_both = f"files.locked({str(small_store)!r}, 'x'), files.locked({str(dataset)!r}, 'x')"
     holder = subprocess.Popen(

@@ -116,8 +116,9 @@ def test_rounded_key_is_pythons_round_for_every_fraction():
 @pytest.mark.parametrize("cell", [3.0, 5.0, 2.5, 0.7])
 def test_cells_at_every_edge_equal_reference(ref, cell):
     """float32 coordinates at, just below and just above every cell edge, and outside the pitch, vs the reference."""
-    cols, rows = tk.pitch.grid_shape(cell)
-    edges_x, edges_y = tk._cell_edges(cell)
+    grid = tk.field_lib.SOCCER.grid(cell)
+    cols, rows = grid.cols, grid.rows
+    edges_x, edges_y = tk._cell_edges(grid)
     axes = []
     for half, n, ours in ((52.5, cols, edges_x), (34.0, rows, edges_y)):
         edge = np.concatenate([(np.arange(n + 1) * cell - half).astype(np.float32), ours])
@@ -158,7 +159,7 @@ def test_segment_matrices_jit_other_cells_and_batched_rasterize(ref):
         assert jitted(pos, FPS, cell, seconds).shape == (len(expected), tk.num_cells(cell))
     batch = rng.uniform([-52.5, -34], [52.5, 34], (2, 3, 10, 9, 2)).astype(np.float32)
     batch[0, 1, :, 4:] = np.nan  # padding objects
-    grids = jax.jit(tk.rasterize, static_argnames="cell")(batch, cell=3.0)
+    grids = jax.jit(tk.rasterize, static_argnames="grid")(batch, grid=3.0)
     assert grids.shape == (2, 3, 805) and grids.dtype == bool
     for b in range(2):
         assert np.array_equal(grids[b], tk.segment_matrices(batch[b].reshape(30, 9, 2), FPS))

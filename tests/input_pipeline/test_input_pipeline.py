@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 
@@ -141,7 +142,7 @@ def test_drops_are_counted(data):
     assert seen[kept].min() >= np.delete(seen, kept)[seen[np.delete(np.arange(len(seen)), kept)] > 0].max()
     assert dropped_frames == seen.sum() - seen[kept].sum()
     _, plan_stats = ex.plan_videos([a], CONFIG.clips_per_video)
-    assert plan_stats == {"empty_clips": 1}
+    assert plan_stats == {"empty_clips": 1, "groups": 0}
     video = clips_lib.Video("a", 0, 3, 1, 0.0, "train")  # holds the empty clip 1 and clip 2
     [(example, stats)] = ex.video_examples([a], [video], None, CONFIG)
     assert stats["empty_clips"] == 1 and stats["clips"] == 2 and list(example["clip_ids"]) == [0, 2, -1]
@@ -154,7 +155,7 @@ def test_drops_are_counted(data):
     )
     split_stats = [s["stats"] for s in data["info"]["splits"].values()]
     assert sum(s["dropped_object_frames"] for s in split_stats) >= dropped_frames
-    assert data["info"]["store"]["stats"] == {"empty_clips": 1}
+    assert data["info"]["store"]["stats"] == {"empty_clips": 1, "groups": 0}
 
 
 def test_bad_clips_are_user_errors(data):
@@ -168,15 +169,21 @@ def test_bad_clips_are_user_errors(data):
                 ex.ExampleConfig(segments_per_clip=3, max_objects=6, visual_dim=8),
             )
         )
-    with pytest.raises(UserError, match="fps to at least 10"):
-        next(
-            ex.video_examples(
-                [a],
-                [clips_lib.Video("a", 0, 1, 1, 0.0, "train")],
-                None,
-                ex.ExampleConfig(fps=5.0, max_objects=6, visual_dim=8),
-            )
-        )
+
+
+def test_a_faster_source_is_resampled_inside_segments_cut_at_its_own_rate(data):
+    """At 5 fps a 10 fps clip keeps every other frame; its segments (and their tokens) stay those of 10 fps."""
+    a = data["sources"][0]
+    clip = a.clip(0)
+    config = ex.ExampleConfig(fps=5.0, max_objects=6, visual_dim=8)
+    [(example, _)] = ex.video_examples([a], [clips_lib.Video("a", 0, 1, 1, 0.0, "train")], None, config)
+    bounds = tokenize.segment_bounds(len(clip), a.fps)
+    kept = ex.resampled_frames(len(clip), a.fps, config.fps)
+    assert kept.tolist() == list(range(0, len(clip), 2))
+    per_segment = [int(((kept >= lo) & (kept < hi)).sum()) for lo, hi in itertools.pairwise(bounds)]
+    assert example["sample_mask"][0].sum(1)[: len(per_segment)].tolist() == per_segment
+    assert example["segment_mask"][0].sum() == len(bounds) - 1  # no boundary moved
+    assert ex.resampled_frames(10, 25.0, 10.0).tolist() == [0, 3, 5, 8]  # 0, 2.5, 5, 7.5 -> first frame at or after
     with pytest.raises(UserError, match="source a clip 0: 3 tokens for 4 segments"):
         next(ex.video_examples([a], [clips_lib.Video("a", 0, 1, 1, 0.0, "train")], {"a": [np.ones(3)]}, CONFIG))
 

@@ -28,10 +28,10 @@ def test_queries_replace_trajectories_and_clips_and_are_retokenized(tiny_run, de
     encoder = trainers.load_encoder(tiny_run)
     data = reader.read_split(demo_dataset, "test")
     vocab = tuple(jax.numpy.asarray(x) for x in encoder.vocab.device_arrays())
-    cell = encoder.vocab.cell
+    grids, unknown = encoder.vocab.layout, encoder.vocab.unknown_token
     key = jax.random.key(0)
-    noisy = jax.device_get(evaluate._noisy(key, data, 0.6, vocab, cell))
-    again = jax.device_get(evaluate._noisy(key, data, 0.6, vocab, cell))
+    noisy = jax.device_get(evaluate._noisy(key, data, 0.6, vocab, grids, unknown))
+    again = jax.device_get(evaluate._noisy(key, data, 0.6, vocab, grids, unknown))
     np.testing.assert_array_equal(noisy["positions"], again["positions"])  # fixed seed, same queries
     valid = data["clip_mask"]
     moved = noisy["clip_ids"] != data["clip_ids"]  # one source: a clip id names one clip
@@ -40,7 +40,7 @@ def test_queries_replace_trajectories_and_clips_and_are_retokenized(tiny_run, de
     kept = valid & ~moved
     changed = ~np.all(np.isclose(noisy["positions"], data["positions"], equal_nan=True), axis=(2, 3, 4, 5))
     assert changed[kept].mean() > 0.9  # intra-clip: trajectories replaced in the clips that stayed
-    retokenized = jax.device_get(embed.retokenized(noisy, vocab, cell))["tokens"]
+    retokenized = jax.device_get(embed.retokenized(noisy, vocab, grids, unknown))["tokens"]
     np.testing.assert_array_equal(noisy["tokens"], retokenized)
     assert (noisy["tokens"] != data["tokens"])[data["segment_mask"]].mean() > 0.3
 

@@ -77,8 +77,9 @@ def test_train_resume_and_embed(demo_dataset, tmp_path):
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "val"] == [0, 3, 6] and summary.best_step in (0, 3, 6)
     assert all(np.isfinite(r["loss"]) and r["noise_tokens_changed"] > 0 for r in records)
-    # every training token is known; validation counts the segments whose token the training split has
-    assert all(r["known"] == 1 if r["kind"] == "train" else 0 < r["known"] < 1 for r in records)
+    # every training token is known; validation counts the segments whose token the training split has: with the
+    # vocabulary fitted on the train split, all of them but those given the unknown token
+    assert all(r["known"] == 1 if r["kind"] == "train" else 0.9 < r["known"] <= 1 for r in records)
     assert json.loads((workdir / "run.json").read_text())["config"]["kind"] == "play2vec"
     assert json.loads((workdir / "summary.json").read_text())["steps"] == 6
     assert (workdir / "plots" / "loss.png").read_bytes()[:4] == b"\x89PNG"

@@ -324,8 +324,8 @@ def test_features_reach_the_store_the_examples_tf_data_and_the_model(bundled_sou
     np.testing.assert_array_equal(back.positions, source.positions)
 
     # trajsv tokenize → trajsv dataset → tf.data: every clip's vector and mask arrive in its example slot
-    prepare.tokenize_store(store)
-    prepare.write_dataset(store, tmp_path / "data", clips_per_video=4, shards=1)
+    prepare.tokenize_store(store, split=prepare.Split(4))
+    prepare.write_dataset(store, tmp_path / "data", shards=1)
     info = write_lib.read_info(tmp_path / "data")
     assert write_lib.has_visual(info) and info["config"]["visual_dim"] == 512
     config = ex.ExampleConfig(**info["config"])

@@ -214,8 +214,8 @@ def test_preprocessed_video_trains_and_embeds_beside_the_bundled_match(bundled_s
     pre.preprocess(
         shared_path(VIDEO), out, landmarks=shared_path(LANDMARKS), source_id="left", max_frames=100, progress=False
     )
-    prepare.tokenize_store(out)
-    prepare.write_dataset(out, tmp_path / "tfrecords", clips_per_video=4, shards=2, val_fraction=0.1)
+    prepare.tokenize_store(out, split=prepare.Split(4, 0.8, 0.1))
+    prepare.write_dataset(out, tmp_path / "tfrecords", shards=2)
     run = tmp_path / "run"
     overrides = [*tiny_model_overrides(tmp_path / "tfrecords"), "--config.max_steps=2", "--config.eval_every_steps=2"]
     assert cli.main(["train", "--config", "configs/demo.py", "--workdir", str(run), *overrides]) == 0

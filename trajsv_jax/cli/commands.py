@@ -63,9 +63,48 @@ def demo(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     print(f"summary: {result.summary_file}")
 
 
+FOLDER_PROVIDERS = ("sportsmot", "bigdatacup")  # data.ingest.FOLDER_READERS (not imported: it loads pandas)
+
+
 def ingest(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     from trajsv_jax import prepare
 
+    table_options = {
+        k.removeprefix("table_"): v for k, v in vars(a).items() if k.startswith("table_") and v is not None
+    }
+    if a.provider == "table":
+        from trajsv_jax.data.ingest import table
+
+        if len(a.files) != 1:
+            raise UserError(
+                f"table: expected one FILE (a .csv, .tsv or .parquet table), got {len(a.files)}. "
+                "Use `trajsv ingest table FILE [table import options] --out STORE`."
+            )
+        if a.pitch_length or a.pitch_width or a.kloppy:
+            raise UserError(
+                "--pitch-length, --pitch-width and --kloppy are for provider files: give a table's field size with "
+                "--field-size LENGTH WIDTH (metres)."
+            )
+        t0 = time.perf_counter()
+        source, _ = table.ingest_table(
+            a.files[0], a.out, table.TableOptions(**table_options), a.source_id, _clip_config(a)
+        )
+        print(prepare.IngestResult(source, "the table reader", time.perf_counter() - t0, Path(a.out)).report())
+        for warning in source.metadata.get("warnings", []):
+            print(f"  warning: {warning}")
+        return
+    if table_options:
+        flag = "--" + next(iter(table_options)).replace("_", "-")
+        raise UserError(f"{flag} is a table import option: use it with `trajsv ingest table FILE`.")
+    if a.provider in FOLDER_PROVIDERS:
+        if len(a.files) != 1:
+            got = len(a.files)
+            raise UserError(f"{a.provider}: expected one DIR, got {got}. Use `trajsv ingest {a.provider} DIR`.")
+        options = {"manifest": a.manifest, "trust_manifest": a.trust_manifest} if a.provider == "sportsmot" else {}
+        print(prepare.ingest_folder(a.provider, Path(a.files[0]), a.out, _clip_config(a), **options).report())
+        return
+    if a.manifest or a.trust_manifest:
+        raise UserError("--manifest and --trust-manifest are for `trajsv ingest sportsmot DIR`.")
     pitch_size = {"pitch_length": a.pitch_length, "pitch_width": a.pitch_width}
     files = parse_files(a.files)
     print(
@@ -150,14 +189,18 @@ def features(a: argparse.Namespace, overrides: Sequence[str] = ()) -> None:
 def tokenize(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     from trajsv_jax import prepare
 
-    print(prepare.tokenize_store(a.store, a.cell, a.segment_seconds, a.threshold, a.approximate, a.vocabulary).report())
+    split = prepare.Split(a.clips_per_video, a.train_fraction, a.val_fraction)
+    result = prepare.tokenize_store(
+        a.store, a.cell, a.segment_seconds, a.threshold, a.approximate, a.vocabulary, split, a.camera_cell
+    )
+    print(result.report())
 
 
 def dataset(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     from trajsv_jax import prepare
 
     result = prepare.write_dataset(
-        a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction
+        a.store, a.out, a.clips_per_video, a.objects, a.train_fraction, a.shards, a.val_fraction, a.fps
     )
     print(result.report())
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trajsv_jax.data.ingest.common import PROVIDERS
 from trajsv_jax.retrieval.study_names import STUDY_HELP
@@ -29,6 +32,7 @@ examples:
   trajsv demo                                     # the bundled real match: ingest, tokenize, tf.data shards, picture
   trajsv ingest                                   # bundled SkillCorner match -> runs/skillcorner_2417/store
   trajsv ingest tracab meta_data=meta.xml raw_data=tracking.dat --out my_store
+  trajsv ingest table my_tracking.csv --units cm --origin corner --fps 25 --out my_store   # your own table
   trajsv preprocess clip.mp4 --landmarks pitch.xml --out runs/video/store   # broadcast video -> store
   trajsv features runs/video/store                # a 512-d frozen visual vector per clip (--onnx, --soccernet)
   trajsv tokenize runs/skillcorner_2417/store     # vocabulary + token ids per clip, saved in the store
@@ -103,44 +107,42 @@ def _floats3(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _number(text: str, cast: Callable[[str], float], ok: Callable[[float], bool], expected: str) -> Any:
+    """`cast(text)` if it parses and passes `ok`, else an argparse error saying what was `expected`."""
+    try:
+        value = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (argparse type): `nan`, `inf`, 0 and negatives are refused in one line."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
-    return value
+    return _number(text, float, lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
-    return value
+    """A finite number >= 0 (argparse type)."""
+    return _number(text, float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 
 
 def fraction(text: str) -> float:
     """A number in [0, 1] (argparse type)."""
-    value = non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction in [0, 1]")
-    return value
+    return _number(text, float, lambda v: 0 <= v <= 1, "a fraction in [0, 1]")
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
+
+
+FOLDER_EPILOG = """datasets read from a folder (one source per sequence):
+  sportsmot DIR    SportsMOT ground truth (sportsmot_gt, a split folder or one sequence): camera-plane sources,
+                   sport labels by team size (--trust-manifest: the manifest's where given)
+  bigdatacup DIR   Big Data Cup 2022 hockey TrackingData folder (beside pxp_womens_oly_2022_v2.csv): one source
+                   per power play, clips from the shot files, play-by-play events aligned to the frames"""
 
 
 def _clip_args(p: argparse.ArgumentParser) -> None:
@@ -164,18 +166,39 @@ def _token_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--threshold", type=fraction, default=0.3, help="Jaccard threshold for a new token (paper: 0.3)")
     g.add_argument("--approximate", action="store_true", help="MinHash-LSH vocabulary for millions of segments")
+    g.add_argument(
+        "--camera-cell",
+        type=fraction,
+        default=3 / 105,
+        help="cell of camera-plane sources (uncalibrated video) as a fraction of the image width (default 3/105: "
+        "35 columns, as on a pitch)",
+    )
 
 
-def _dataset_args(p: argparse.ArgumentParser, clips_per_video: int = 16, note: str = "") -> None:
-    g = p.add_argument_group("dataset")
+def _split_args(p: argparse.ArgumentParser, clips_per_video: int | None = 16, note: str = "") -> None:
+    """Videos and splits; with clips_per_video=None (`trajsv dataset`) every default is the one tokenize used."""
+    recorded = clips_per_video is None
+    g = p.add_argument_group("videos and splits" + (" (default: as `trajsv tokenize` made them)" if recorded else ""))
     g.add_argument(
         "--clips-per-video", type=positive_int, default=clips_per_video, help=f"n: clips per video (paper: 16{note})"
     )
-    g.add_argument("--objects", type=positive_int, default=32, help="K: objects kept per clip in the padded examples")
-    g.add_argument("--train-fraction", type=fraction, default=0.8, help="first fraction of each source's time: train")
     g.add_argument(
-        "--val-fraction", type=fraction, default=0.1, help="end of the train time held out for early stopping (val)"
+        "--train-fraction",
+        type=fraction,
+        default=None if recorded else 0.8,
+        help="first fraction of each source's time (of the videos of grouped sources: whole games) is train",
     )
+    g.add_argument(
+        "--val-fraction",
+        type=fraction,
+        default=None if recorded else 0.1,
+        help="end of the train time held out for early stopping (val)",
+    )
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dataset")
+    g.add_argument("--objects", type=positive_int, default=32, help="K: objects kept per clip in the padded examples")
     g.add_argument("--shards", type=positive_int, default=4, help="TFRecord shards per split")
 
 
@@ -195,6 +218,84 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TABLE_EPILOG = """\
+  table            your own tracking table: trajsv ingest table FILE (CSV or Parquet), long (a row per object and
+                   frame: frame and/or time, id, team, x, y, optional period) or wide (a row per frame, columns
+                   such as Home_1_x, Home_1_y, Ball_x, Ball_y); see the table import options
+examples:
+  trajsv ingest tracab meta_data=meta.xml raw_data=tracking.dat --out my_store
+  trajsv ingest table tracking.csv --fps 25 --out my_store                 # metres from the centre spot, y up
+  trajsv ingest table tracking.parquet --units cm --origin corner --y-down --out my_store
+  trajsv ingest table metrica_tidy.csv --layout wide --units normalized1 --y-down --out my_store
+  trajsv ingest table rink.csv --sport ice_hockey --units ft --origin corner --fps 30 --out my_store"""
+# --units choices, as trajsv_jax.data.ingest.table.UNITS (not imported here: it loads pandas and pyarrow)
+TABLE_UNITS = ("m", "cm", "ft", "yards", "normalized100", "normalized1")
+
+
+def _table_args(p: argparse.ArgumentParser) -> None:
+    """`trajsv ingest table FILE` options: each is dest table_<TableOptions field>, None when not given."""
+    g = p.add_argument_group("table import (trajsv ingest table FILE)")
+
+    def add(flag: str, **kwargs: Any) -> None:
+        g.add_argument(flag, dest="table_" + flag[2:].replace("-", "_"), default=None, **kwargs)
+
+    add(
+        "--layout",
+        choices=("auto", "long", "wide"),
+        help="long: a row per object and frame; wide: a row per frame "
+        "with columns per object (default auto: long where x, y and id columns are found)",
+    )
+    add(
+        "--units",
+        choices=TABLE_UNITS,
+        help="coordinate units: metres (default), cm, ft, yards, or normalised to the field size (0-100, 0-1)",
+    )
+    add(
+        "--origin",
+        choices=("centre", "center", "corner"),
+        help="where (0, 0) is: the centre spot, or a corner (default: corner for normalised units, else centre)",
+    )
+    add("--y-down", action="store_true", help="y grows downwards (image, Metrica style); default: upwards")
+    add("--flip-x", action="store_true", help="x grows towards the left goal (mirror the field)")
+    add(
+        "--field-size",
+        type=positive_float,
+        nargs=2,
+        metavar=("LENGTH", "WIDTH"),
+        help="field size in metres (default: the sport's regulation size, soccer 105 x 68)",
+    )
+    add(
+        "--sport",
+        metavar="NAME",
+        help="soccer (default), ice_hockey, basketball, volleyball, or any plain name (with --field-size)",
+    )
+    add(
+        "--fps",
+        type=positive_float,
+        metavar="FPS",
+        help="frames per second of the frame numbers: required without a time column, checked against one",
+    )
+    for column, found in (
+        ("frame", "frame, frame_id, ..."),
+        ("time", "time, timestamp, Time [s], ... (seconds)"),
+        ("period", "period, half, ..."),
+        ("id", "id, player_id, track_id, ..."),
+        ("team", "team, team_id, role, side, ..."),
+        ("x", "x, pos_x, ..."),
+        ("y", "y, pos_y, ..."),
+    ):
+        add(f"--{column}-column", metavar="NAME", help=f"default: found by name ({found}); none: do not use one")
+    add(
+        "--wide-pattern",
+        metavar="REGEX",
+        help="wide object columns: a regex with groups id, axis (x or y) and "
+        "optionally team (default: [TEAM_]ID_x / _y, e.g. Home_11_x, Ball_y, player7_x)",
+    )
+    add("--home", action="append", metavar="LABEL", help="a team label of team A, besides home, team_a, A (repeatable)")
+    add("--away", action="append", metavar="LABEL", help="a team label of team B, besides away, team_b, B (repeatable)")
+    add("--ball", metavar="LABEL", help="the team label or id of ball rows (default ball)")
+
+
 def _data_parsers(sub) -> None:
     p = sub.add_parser(
         "demo",
@@ -211,29 +312,56 @@ def _data_parsers(sub) -> None:
     p.add_argument("--data-only", action="store_true", help="stop after the dataset: no training, no embedding")
     _clip_args(p)
     _token_args(p)
-    _dataset_args(p, DEMO_CLIPS_PER_VIDEO, "; one match makes 24 such videos, so the demo uses 4")
+    _split_args(p, DEMO_CLIPS_PER_VIDEO, "; one match makes 24 such videos, so the demo uses 4")
+    _dataset_args(p)
 
     providers = "\n".join(f"  {name:<16} {spec.help}" for name, spec in PROVIDERS.items())
     p = sub.add_parser(
         "ingest",
-        help="provider tracking files -> trajectory store",
+        help="provider tracking files or your own tracking table -> trajectory store",
         description="Read tracking data (any provider kloppy loads) into the canonical store (docs/FORMAT.md). "
-        "With no provider, ingests the real SkillCorner match bundled in kloppy's wheel.",
-        epilog=f"providers and their files (KEY=FILE):\n{providers}",
+        "With no provider, ingests the real SkillCorner match bundled in kloppy's wheel. `trajsv ingest table FILE` "
+        'imports your own CSV or Parquet table (see the table import options; docs/FORMAT.md, "Importing your own '
+        'tracking table"). Datasets of many short sequences are read from their folder, one source per sequence: '
+        "`trajsv ingest sportsmot DIR` (SportsMOT ground truth, camera plane) and `trajsv ingest bigdatacup DIR` "
+        "(Big Data Cup 2022 ice hockey, with its play-by-play events).",
+        epilog=f"providers and their files (KEY=FILE):\n{providers}\n{FOLDER_EPILOG}\n{TABLE_EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("provider", nargs="?", default=None, metavar="PROVIDER", help="one of the providers below")
-    p.add_argument("files", nargs="*", metavar="KEY=FILE", help="the provider's files, e.g. raw_data=tracking.json")
+    p.add_argument("provider", nargs="?", default=None, metavar="PROVIDER", help="one of the providers below, or table")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="KEY=FILE",
+        help="the provider's files, e.g. raw_data=tracking.json; for table: the one FILE (.csv, .tsv, .parquet)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_RUN / "store", help="store directory (created if needed)")
     p.add_argument("--source-id", default=None, help="name of the source in the store (default: provider_gameid)")
     p.add_argument("--kloppy", action="store_true", help="always read through kloppy, even where a fast reader exists")
     p.add_argument("--pitch-length", type=positive_float, default=None, help="metres, for files without a pitch size")
     p.add_argument("--pitch-width", type=positive_float, default=None, help="metres, for files without a pitch size")
     _clip_args(p)
+    g = p.add_argument_group("sportsmot")
+    g.add_argument("--manifest", type=Path, default=None, help="the sport-label manifest (default: in DIR, if there)")
+    g.add_argument(
+        "--trust-manifest",
+        action="store_true",
+        help="take the manifest's sport labels where it has them (default: every sequence by its team size; the "
+        "manifest's labels are only compared with, since it calls every volleyball sequence basketball)",
+    )
+    _table_args(p)
 
-    p = sub.add_parser("tokenize", help="segment matrices + Jaccard vocabulary for every clip of a store")
+    p = sub.add_parser(
+        "tokenize",
+        help="split into videos, fit the Jaccard vocabulary on the train split, tokenize every clip of a store",
+        description="Cut the store's clips into videos and split them (train / val / test: by time within a source, "
+        "by whole game or video for grouped sources), rasterize every 1 s segment on its field's grid, build the "
+        "vocabulary from the train split's segments only, and give every val / test segment its nearest entry (a "
+        "segment sharing no cell with any entry gets the unknown token). `trajsv dataset` then uses the same split.",
+    )
     p.add_argument("store", type=Path)
     _token_args(p)
+    _split_args(p)
     p.add_argument(
         "--segment-seconds", type=positive_float, default=None, help="default: as the store's clips were cut"
     )
@@ -247,7 +375,16 @@ def _data_parsers(sub) -> None:
     p = sub.add_parser("dataset", help="store + tokens -> sharded TFRecord files of padded per-video examples")
     p.add_argument("store", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output directory for the shards and dataset_info.json")
+    _split_args(p, None)
     _dataset_args(p)
+    p.add_argument(
+        "--fps",
+        type=positive_float,
+        default=None,
+        help="resample every source to this rate (frames per second; default: the highest source rate). Segments "
+        "are cut by time at each source's own rate first, so a 25 fps source written at --fps 10 embeds with a "
+        "10 fps run",
+    )
 
     p = sub.add_parser("info", help="summary of a store: sources, clips, objects, drops, tokens")
     p.add_argument("store", type=Path)

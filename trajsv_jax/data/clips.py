@@ -9,11 +9,13 @@ period. Every object-frame or clip that is removed is counted in a `Drops` repor
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from typing import Any
 
 import numpy as np
 
+from trajsv_jax.data import field as field_lib
 from trajsv_jax.data import pitch
 
 ROLE_BALL, ROLE_TEAM_A, ROLE_TEAM_B, ROLE_OTHER = 0, 1, 2, 3
@@ -31,10 +33,16 @@ class Frames:
     object_role: np.ndarray  # [K] int8, ROLE_*
     object_id: np.ndarray  # [K] str provider ids
     fps: float
-    pitch_length: float
-    pitch_width: float
+    pitch_length: float  # the field's length along x: metres, or the image width in pixels on the camera plane
+    pitch_width: float  # across (y): metres, or the image height in pixels
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     shot: np.ndarray | None = None  # [F] int32 camera shot of a video frame: a clip never spans a shot boundary
+    sport: str = "soccer"  # field.SPORTS or any plain name
+    field_kind: str = field_lib.METRIC  # or field_lib.CAMERA (uncalibrated video, pixels)
+
+    @property
+    def field(self) -> field_lib.Field:
+        return field_lib.Field(self.sport, self.field_kind, float(self.pitch_length), float(self.pitch_width))
 
 
 @dataclasses.dataclass
@@ -171,3 +179,16 @@ def make_videos(
         Video(source_id, a, b - a, int(clip_period[a]), float(clip_start[a]), split[g])
         for g, (a, b) in enumerate(groups)
     ]
+
+
+def split_groups(sizes: dict[str, int], train_fraction: float = 0.8, val_fraction: float = 0.0) -> dict[str, str]:
+    """Whole groups (games, videos) → split, in proportion to their videos: groups in the order of a hash of their
+    name (fixed, unrelated to content or time) fill train up to `train_fraction - val_fraction` of all videos, then
+    val up to `train_fraction`, then test. A group goes where the share of videos before it falls."""
+    order = sorted(sizes, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    total, before, out = max(sum(sizes.values()), 1), 0, {}
+    for group in order:
+        share = before / total
+        out[group] = "train" if share < train_fraction - val_fraction else "val" if share < train_fraction else "test"
+        before += sizes[group]
+    return out

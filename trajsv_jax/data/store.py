@@ -1,9 +1,10 @@
 """The canonical trajectory store shared by ingest, the video front end and training (docs/FORMAT.md).
 
 A store is a directory:
-    store.json                 {"format": "trajsv-store", "version": 1, "sources": [...]}
+    store.json                 {"format": "trajsv-store", "version": 2, "sources": [...]}
     sources/<source_id>.npz    clip arrays of one match or video (see `Source`)
-    sources/<source_id>.json   metadata: provider, fps, pitch size, teams, date, file, drop counts
+    sources/<source_id>.json   metadata: provider, fps, field (sport, kind, size), teams, date, file, drop counts
+    events/<source_id>.json    (optional) timestamped events aligned to the source (`data.events`)
     vocab.npz                  the Jaccard vocabulary (`tokenize.Vocabulary`), written by `trajsv tokenize`
     tokens/<source_id>.npz     token ids of every segment of a source's clips, with per-clip offsets
 Writes go to a temporary name and are renamed into place, so a failed run never leaves a half-written source; a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,12 @@ import numpy as np
 
 from trajsv_jax import files
 from trajsv_jax.data import clips as clips_lib
+from trajsv_jax.data import field as field_lib
 from trajsv_jax.errors import UserError
 
 FORMAT_NAME = "trajsv-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every source records its field; version 1 stores are read as soccer pitches
+READABLE_VERSIONS = (1, 2)
 VOCAB_FILE = "vocab.npz"
 TOKENS_DIR = "tokens"
 _ARRAYS = ("positions", "clip_offsets", "clip_period", "clip_start", "clip_first_frame", "object_role", "object_id")
@@ -51,6 +55,19 @@ class Source:
     @property
     def num_clips(self) -> int:
         return len(self.clip_offsets) - 1
+
+    @property
+    def field(self) -> field_lib.Field:
+        """The source's field; a version-1 source (no `field` in its metadata) is a soccer pitch of its own size."""
+        if "field" in self.metadata:
+            return field_lib.Field.from_dict(self.metadata["field"], f"{self.source_id} metadata")
+        length, width = self.metadata.get("pitch_length", 105.0), self.metadata.get("pitch_width", 68.0)
+        return field_lib.Field("soccer", field_lib.METRIC, float(length), float(width))
+
+    @property
+    def group(self) -> str | None:
+        """What the source must share a split with (its game or video), for sources too short to split by time."""
+        return self.metadata.get("group")
 
     @property
     def num_objects(self) -> int:
@@ -102,6 +119,7 @@ def source_from_frames(
     starts = np.array([a for a, _ in ranges], np.int64)
     metadata = dict(frames.metadata)
     metadata.update(
+        field=frames.field.as_dict(),
         pitch_length=float(frames.pitch_length),
         pitch_width=float(frames.pitch_width),
         frames_total=len(frames.frame_id),
@@ -144,29 +162,45 @@ def check_writable(store: str | os.PathLike) -> None:
 
 
 def write_source(store: str | os.PathLike, source: Source) -> Path:
-    """Add or replace one source in the store (created if needed). Returns the .npz path.
+    """Add or replace one source in the store (created if needed). Returns the .npz path."""
+    return write_sources(store, [source])[0]
 
-    Everything is checked before anything is written (the source, the manifest it joins), under the store's lock;
-    the arrays and metadata go first and the manifest last, so a failure never leaves a source the store lists
-    but cannot read, nor a half-written file.
+
+def write_sources(
+    store: str | os.PathLike, sources: list[Source], extra: Callable[[Path, Source], None] | None = None
+) -> list[Path]:
+    """Add or replace sources in the store (created if needed), in order. Returns the .npz paths.
+
+    Everything is checked before anything is written (the sources, the manifest they join), under the store's lock;
+    the arrays and metadata go first (and whatever `extra(root, source)` writes beside them, e.g. events), the
+    manifest last, so a failure never leaves a source the store lists but cannot read, nor a half-written file.
     """
-    source.validate()
+    for source in sources:
+        source.validate()
+        _ = source.field  # a field the metadata cannot describe is refused before anything is written
+    ids = [s.source_id for s in sources]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise UserError(f"{store}: source ids {twice} given twice. Give every source its own id.")
     root = Path(store)
     check_writable(root)
-    npz = source_path(root, source.source_id)
+    paths = [source_path(root, source.source_id) for source in sources]
     with files.locked(root, "ingest"):
         index = _read_index(root) if (root / "store.json").exists() else []
-        arrays = {name: getattr(source, name) for name in _ARRAYS}
-        if source.visual is not None:
-            arrays.update(visual=source.visual.astype(np.float32), visual_mask=source.visual_mask.astype(bool))
-        npz.parent.mkdir(exist_ok=True)
-        files.atomic_npz(npz, **arrays)
-        meta = {"source_id": source.source_id, "fps": source.fps, **source.metadata}
-        files.atomic_json(npz.with_suffix(".json"), meta)
-        if source.source_id not in index:
-            index.append(source.source_id)
+        for source, npz in zip(sources, paths, strict=True):
+            arrays = {name: getattr(source, name) for name in _ARRAYS}
+            if source.visual is not None:
+                arrays.update(visual=source.visual.astype(np.float32), visual_mask=source.visual_mask.astype(bool))
+            npz.parent.mkdir(exist_ok=True)
+            files.atomic_npz(npz, **arrays)
+            meta = {"source_id": source.source_id, "fps": source.fps, **source.metadata}
+            files.atomic_json(npz.with_suffix(".json"), meta)
+            if extra is not None:
+                extra(root, source)
+            if source.source_id not in index:
+                index.append(source.source_id)
         files.atomic_json(root / "store.json", {"format": FORMAT_NAME, "version": FORMAT_VERSION, "sources": index})
-    return npz
+    return paths
 
 
 def _read_index(root: Path) -> list[str]:
@@ -179,10 +213,10 @@ def _read_index(root: Path) -> list[str]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise UserError(f"{path}: not a trajsv store manifest (format={found!r}). Give a store `trajsv ingest` wrote.")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise UserError(
-            f"{path}: store format version {manifest.get('version')}, this trajsv reads version {FORMAT_VERSION}. "
-            "Re-create the store with this version's `trajsv ingest`."
+            f"{path}: store format version {manifest.get('version')}, this trajsv reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Re-create the store with this version's `trajsv ingest`."
         )
     sources = manifest.get("sources")
     if not isinstance(sources, list):

@@ -14,6 +14,10 @@ Everything here reproduces the literal reference (shared/peers/play2vec_tokenize
   iff that best is ≤ threshold, else j*'s token, resolved by pointer jumping over the parent forest.
 - Rounding: Python's round(a / b, 2) is reproduced in integers (see `_rounded_key`), checked exhaustively in tests.
 
+Fields: each source is rasterized on its field's grid (`data.field`: 3 m cells on the 105 x 68 m pitch, the rink, a
+court, or the camera plane); a vocabulary's `GridLayout` puts the grids of its sources side by side in one cell space,
+so segments of two fields share no cell and never share a token. On the soccer grid everything is as in play2vec.
+
 Approximate mode (`LSHParams`) replaces the all-pairs search by MinHash LSH candidates, verified exactly, for corpora
 of millions of segments. `assign_tokens` maps segments to their nearest vocabulary token on device, without growing it.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import json
 import os
 import zipfile
 import zlib
@@ -35,12 +40,13 @@ import numpy as np
 from etils import epath
 
 from trajsv_jax import files
-from trajsv_jax.data import pitch
+from trajsv_jax.data import field as field_lib
+from trajsv_jax.data.field import Grid, GridLayout
 from trajsv_jax.data.store import Source
 from trajsv_jax.errors import UserError
 
 FORMAT_NAME = "trajsv-vocabulary"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: grid layout (fields), fitted-on record; version 1 files read as the soccer grid
 # _ROUND_UP[m]: Python's round() of the double nearest (2m + 1) / 200 goes up to (m + 1) / 100 (exact-half ties).
 _ROUND_UP = np.array([round((2 * m + 1) / 200, 2) > m / 100 for m in range(101)])
 
@@ -59,16 +65,19 @@ def segment_bounds(frames: int, fps: float, seconds: float = 1.0) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)])
 
 
-def num_cells(cell: float = 3.0) -> int:
-    """Cells of the grid, the length of a segment matrix: 35 * 23 = 805 for 3 m cells."""
-    cols, rows = pitch.grid_shape(cell)
-    return cols * rows
+GridLike = float | Grid | GridLayout  # a float is the cell size (metres) of the soccer grid
 
 
-def grid_description(cell: float = 3.0) -> str:
-    """Human-readable grid, e.g. "35 x 23 grid of 3 m cells"."""
-    cols, rows = pitch.grid_shape(cell)
-    return f"{cols} x {rows} grid of {cell:g} m cells"
+def as_layout(grid: GridLike) -> GridLayout:
+    """The layout of a soccer cell size, a grid, or a layout."""
+    if isinstance(grid, GridLayout):
+        return grid
+    return GridLayout((grid if isinstance(grid, Grid) else field_lib.SOCCER.grid(float(grid)),))
+
+
+def num_cells(grid: GridLike = 3.0) -> int:
+    """Cells of the grid (layout), the length of a segment matrix: 35 * 23 = 805 for 3 m cells on the pitch."""
+    return as_layout(grid).num_cells
 
 
 # ---------------------------------------------------------------------------------------------------- segment matrices
@@ -97,32 +106,49 @@ def _axis_edges(half: float, cell: float, n: int) -> np.ndarray:
     return _from_ordered(hi)
 
 
-@functools.lru_cache(maxsize=16)
-def _cell_edges(cell: float) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=32)
+def _cell_edges(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     """Jump points of the reference's cell map along x and y; cell index = number of edges ≤ coordinate."""
-    cols, rows = pitch.grid_shape(cell)
-    return _axis_edges(pitch.PITCH_LENGTH / 2, cell, cols), _axis_edges(pitch.PITCH_WIDTH / 2, cell, rows)
+    return _axis_edges(grid.length / 2, grid.cell, grid.cols), _axis_edges(grid.width / 2, grid.cell, grid.rows)
 
 
-def rasterize(segment_positions: jax.Array | np.ndarray, cell: float = 3.0) -> jax.Array:
-    """[..., s, K, 2] positions (metres, NaN = absent or padding) → bool [..., cols * rows] occupied cells.
-
-    Flat index ix * rows + iy; positions outside the pitch go to the nearest border cell. Exact for float32 input (the
-    store's dtype; other dtypes are cast to float32 first). Pure and jit-able with `cell` static.
-    """
-    pos = jnp.asarray(segment_positions, jnp.float32)
-    *lead, s, k, _ = pos.shape
-    cols, rows = pitch.grid_shape(cell)
-    edges_x, edges_y = _cell_edges(cell)
+def _grid_cells(pos: jax.Array, grid: Grid, offset: int) -> jax.Array:
+    """int32 [...] flat cell of each position [..., 2] on `grid`, shifted by `offset`."""
+    edges_x, edges_y = _cell_edges(grid)
     ix = jnp.searchsorted(jnp.asarray(edges_x), pos[..., 0], side="right").astype(jnp.int32)
     iy = jnp.searchsorted(jnp.asarray(edges_y), pos[..., 1], side="right").astype(jnp.int32)
-    flat = jnp.where(jnp.isnan(pos).any(-1), cols * rows, ix * rows + iy).reshape(-1, s * k)
+    return offset + ix * grid.rows + iy
+
+
+def rasterize(
+    segment_positions: jax.Array | np.ndarray, grid: GridLike = 3.0, grid_index: jax.Array | None = None
+) -> jax.Array:
+    """[..., s, K, 2] positions (centred field units, NaN = absent or padding) → bool [..., C] occupied cells.
+
+    Flat index offset + ix * rows + iy of the segment's grid; positions outside the field go to the nearest border
+    cell. `grid` is a soccer cell size, a `Grid` or a `GridLayout`; with a layout of several grids, `grid_index`
+    (int, broadcast from the leading dims, e.g. [B] for [B, n, m, s, K, 2]) says which grid each segment is on. Exact
+    for float32 input (the store's dtype; others are cast first). Pure and jit-able with `grid` static.
+    """
+    layout = as_layout(grid)
+    pos = jnp.asarray(segment_positions, jnp.float32)
+    *lead, s, k, _ = pos.shape
+    c = layout.num_cells
+    cells = [_grid_cells(pos, g, o) for g, o in zip(layout.grids, layout.offsets, strict=True)]
+    flat = cells[0]
+    if len(cells) > 1:
+        if grid_index is None:
+            raise ValueError("rasterize: a layout of several grids needs grid_index")
+        index = jnp.asarray(grid_index, jnp.int32)
+        index = index.reshape(*index.shape, *(1,) * (len(lead) + 2 - index.ndim))
+        flat = jnp.choose(jnp.clip(index, 0, len(cells) - 1), cells, mode="clip")
+    flat = jnp.where(jnp.isnan(pos).any(-1), c, flat).reshape(-1, s * k)
     n = flat.shape[0]
-    grid = jnp.zeros((n, cols * rows + 1), jnp.bool_).at[jnp.arange(n)[:, None], flat].set(True)
-    return grid[:, : cols * rows].reshape(*lead, cols * rows)
+    out = jnp.zeros((n, c + 1), jnp.bool_).at[jnp.arange(n)[:, None], flat].set(True)
+    return out[:, :c].reshape(*lead, c)
 
 
-_rasterize_jit = jax.jit(rasterize, static_argnames="cell")
+_rasterize_jit = jax.jit(rasterize, static_argnames="grid")
 
 
 def _segment_index(lengths: Sequence[int], fps: float, seconds: float) -> np.ndarray:
@@ -138,17 +164,30 @@ def _segment_index(lengths: Sequence[int], fps: float, seconds: float) -> np.nda
     return np.where(step < size[:, None], start[:, None] + step, offset)
 
 
+def _bucket(n: int, least: int = 1) -> int:
+    """The power of two ≥ n (and ≥ least): padded shapes, so clips of many lengths share a few compilations."""
+    return max(least, 1 << max(0, int(n) - 1).bit_length())
+
+
 def segment_matrices(
-    positions: jax.Array | np.ndarray, fps: float, cell: float = 3.0, seconds: float = 1.0
+    positions: jax.Array | np.ndarray, fps: float, cell: float | Grid = 3.0, seconds: float = 1.0
 ) -> jax.Array:
     """Positions [T, K, 2] of one clip → bool [S, cols * rows]: the cells occupied in each segment.
 
-    Jit-able with fps, cell and seconds static (T, hence S, comes from the shape). Equal to the reference's
-    `segment_matrices` (as sets of flat indices) for float32 positions.
+    Jit-able with fps, cell (a soccer cell size or a `Grid`) and seconds static (T, hence S, comes from the shape).
+    Equal to the reference's `segment_matrices` (as sets of flat indices) for float32 positions. Segments, their
+    length and the objects are padded to powers of two, so calling it clip by clip compiles only a few shapes.
     """
-    pos = jnp.asarray(positions, jnp.float32)
-    padded = jnp.concatenate([pos, jnp.full((1, *pos.shape[1:]), jnp.nan, jnp.float32)])
-    return _rasterize_jit(padded[_segment_index([pos.shape[0]], fps, seconds)], cell=cell)
+    t, k = positions.shape[0], positions.shape[1]
+    if isinstance(positions, np.ndarray):  # padded on the host: one device call per clip
+        padded = np.full((t + 1, _bucket(k), 2), np.nan, np.float32)
+        padded[:t, :k] = positions
+    else:  # traced (inside a jit) or on device
+        padded = jnp.full((t + 1, _bucket(k), 2), jnp.nan, jnp.float32).at[:t, :k].set(positions)
+    index = _segment_index([t], fps, seconds)
+    rows, width = _bucket(len(index)), _bucket(index.shape[1])
+    index = np.pad(index, ((0, rows - len(index)), (0, width - index.shape[1])), constant_values=t)
+    return _rasterize_jit(padded[index], grid=cell)[: num_segments(t, fps, seconds)]
 
 
 def _seen_first(clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -172,9 +211,11 @@ def _seen_first(clips: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def clip_segment_matrices(
-    clips: Sequence[np.ndarray], fps: float, cell: float = 3.0, seconds: float = 1.0, chunk: int = 4096
+    clips: Sequence[np.ndarray], fps: float, cell: float | Grid = 3.0, seconds: float = 1.0, chunk: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
     """Many clips ([T_c, K_c, 2] each) → (bool [S_total, cols * rows] segment matrices in order, [C] segments per clip).
+
+    `cell` is a soccer cell size or the `Grid` of the clips' field.
 
     One jitted `rasterize` over fixed-size chunks of segments, so clip lengths cause no recompilation. Each frame's
     seen objects are moved to the front first (a segment's cells do not depend on who is where), so the work scales
@@ -182,21 +223,41 @@ def clip_segment_matrices(
     """
     frames = _seen_first(clips)
     offset = len(frames) - 1
+    frames = np.pad(frames, ((0, 0), (0, _bucket(frames.shape[1]) - frames.shape[1]), (0, 0)), constant_values=np.nan)
     index = _segment_index([len(c) for c in clips], fps, seconds)
+    index = np.pad(index, ((0, 0), (0, _bucket(index.shape[1]) - index.shape[1])), constant_values=offset)
     counts = np.array([num_segments(len(c), fps, seconds) for c in clips], np.int64)
     out = np.empty((len(index), num_cells(cell)), bool)
+    chunk = min(chunk, _bucket(len(index), 64))
     for a in range(0, len(index), chunk):
         part = index[a : a + chunk]
         part = np.concatenate([part, np.full((chunk - len(part), part.shape[1]), offset)])
-        out[a : a + chunk] = np.asarray(_rasterize_jit(frames[part], cell=cell))[: len(index) - a]
+        out[a : a + chunk] = np.asarray(_rasterize_jit(frames[part], grid=cell))[: len(index) - a]
     return out, counts
 
 
-def source_segment_matrices(source: Source, cell: float = 3.0, seconds: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """All clips of a store Source → (bool [S, cols * rows] segment matrices, int64 [C + 1] clip offsets in S)."""
+def place(matrices: np.ndarray, layout: GridLayout, grid: Grid, where: str = "") -> np.ndarray:
+    """Segment matrices [S, grid cells] of one grid → [S, layout cells], in the grid's own range of the layout."""
+    if layout.grids == (grid,):
+        return matrices
+    offset = layout.offsets[layout.index(grid, where)]
+    out = np.zeros((len(matrices), layout.num_cells), bool)
+    out[:, offset : offset + grid.num_cells] = matrices
+    return out
+
+
+def source_segment_matrices(
+    source: Source, cell: float = 3.0, seconds: float = 1.0, layout: GridLayout | None = None,
+    camera_cell: float = field_lib.DEFAULT_CAMERA_CELL,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """All clips of a store Source → (bool [S, C] segment matrices on the source's field grid, placed in `layout`
+    (default: that grid alone), int64 [C + 1] clip offsets in S)."""
+    grid = source.field.grid(cell, camera_cell)
     clips = [source.clip(c) for c in range(source.num_clips)]
-    matrices, counts = clip_segment_matrices(clips, source.fps, cell, seconds)
-    return matrices, np.concatenate([[0], np.cumsum(counts)])
+    matrices, counts = clip_segment_matrices(clips, source.fps, grid, seconds)
+    return place(matrices, layout or GridLayout((grid,)), grid, source.source_id), np.concatenate(
+        [[0], np.cumsum(counts)]
+    )
 
 
 # -------------------------------------------------------------------------------------------------- rounded Jaccard
@@ -247,16 +308,29 @@ def _exact_best(words: np.ndarray, first_query: int, block: int) -> tuple[np.nda
     q = min(block, 1 << max(4, (m - 1).bit_length()))  # few shapes, so few compilations
     padded = np.zeros((max(-(-n // block) * block, first_query + -(-m // q) * q), words.shape[1]), np.uint32)
     padded[:n] = words
-    dev_words, dev_sizes = jnp.asarray(padded), jnp.asarray(np.bitwise_count(padded).sum(1).astype(np.float32))
+    sizes = np.bitwise_count(padded).sum(1).astype(np.float32)
+    dev_words, dev_sizes = jnp.asarray(padded[: -(-n // block) * block]), jnp.asarray(sizes[: -(-n // block) * block])
     best, arg = [], []
     for q0 in range(first_query, n, q):
-        b, a = jnp.full(q, -1, jnp.int32), jnp.zeros(q, jnp.int32)
-        for r0 in range(0, min(q0 + q, n), block):
-            rows, cols = slice(q0, q0 + q), slice(r0, r0 + block)
-            b, a = _best_tile(dev_words[rows], dev_sizes[rows], q0, dev_words[cols], dev_sizes[cols], r0, b, a)
+        tiles = -(-min(q0 + q, n) // block)  # column tiles before the end of this query block
+        b, a = _best_rows(padded[q0 : q0 + q], sizes[q0 : q0 + q], q0, dev_words, dev_sizes, tiles, block)
         best.append(np.asarray(b))
         arg.append(np.asarray(a))
     return np.concatenate(best)[:m], np.concatenate(arg)[:m]
+
+
+@functools.partial(jax.jit, static_argnames="block")
+def _best_rows(q, q_size, q0, words, sizes, tiles, block: int) -> tuple[jax.Array, jax.Array]:
+    """`_best_tile` folded over the first `tiles` column tiles of `words` in order, in one device call."""
+
+    def fold(i, carry):
+        r0 = i * block
+        r = jax.lax.dynamic_slice_in_dim(words, r0, block)
+        r_size = jax.lax.dynamic_slice_in_dim(sizes, r0, block)
+        return _best_tile(q, q_size, q0, r, r_size, r0, *carry)
+
+    init = (jnp.full(q.shape[0], -1, jnp.int32), jnp.zeros(q.shape[0], jnp.int32))
+    return jax.lax.fori_loop(0, tiles, fold, init)
 
 
 # ------------------------------------------------------------------------------------------------ approximate search
@@ -358,6 +432,10 @@ class Vocabulary:
 
     Exact mode (default) gives exactly the reference's tokens; `approximate=True` (or an `LSHParams`) switches to
     MinHash LSH candidates, for corpora too big for all-pairs similarity. `block` is the tile size of the exact search.
+    `layout` holds the grids of the fields it tokenizes (default: the soccer pitch at `cell` metres); `fitted_on`
+    records which segments built it (`trajsv tokenize`: the train split), so evaluation can tell it saw no test data.
+    Tokens are 0 (empty segment), 1 .. num_tokens, and `unknown_token` for a segment that shares no cell with any
+    entry (`assign`); `vocab_size` counts them all.
     """
 
     def __init__(
@@ -367,17 +445,28 @@ class Vocabulary:
         seconds: float = 1.0,
         approximate: bool | LSHParams = False,
         block: int = 1024,
+        layout: GridLayout | None = None,
+        camera_cell: float = field_lib.DEFAULT_CAMERA_CELL,
+        fitted_on: dict | None = None,
     ) -> None:
         if not 0.0 <= threshold < 1.0:
             raise UserError(f"tokenizer threshold must be in [0, 1), got {threshold}")
-        if not 0.0 < cell < float("inf") or not 0.0 < seconds < float("inf"):
-            raise UserError(f"grid cell ({cell} m) and segment length ({seconds} s) must be finite numbers > 0")
+        if not 0.0 < cell < float("inf") or not 0.0 < seconds < float("inf") or not 0.0 < camera_cell <= 1.0:
+            raise UserError(
+                f"grid cell ({cell} m), camera-plane cell ({camera_cell} of the width) and segment length ({seconds} "
+                "s) must be finite numbers > 0 (the camera-plane cell at most 1)"
+            )
         lsh = LSHParams() if approximate is True else approximate or None
         self.threshold, self.cell, self.seconds = float(threshold), float(cell), float(seconds)
+        self.camera_cell = float(camera_cell)
+        self.layout = layout or as_layout(self.cell)
+        self.fitted_on = dict(fitted_on or {})
         self.lsh, self.block = lsh, block
-        self.num_cells = num_cells(cell)
+        self.num_cells = self.layout.num_cells
         if lsh and self.num_cells > 1 << 16:
-            raise UserError(f"approximate mode supports up to 65536 cells, {cell} m cells give {self.num_cells}")
+            raise UserError(
+                f"approximate mode supports up to 65536 cells, {self.layout.describe()} has {self.num_cells}"
+            )
         self._packed = _pack(np.zeros((0, self.num_cells), bool))
         self._tokens = np.zeros(0, np.int32)
         self._parents = np.zeros(0, np.int32)
@@ -394,6 +483,25 @@ class Vocabulary:
     def num_tokens(self) -> int:
         """Real tokens (1 .. num_tokens); 0, the empty segment, is not counted."""
         return self.next_token - 1
+
+    @property
+    def unknown_token(self) -> int:
+        """The token `assign` gives a segment that shares no cell with any entry (after 1 .. num_tokens)."""
+        return self.next_token
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids in use: 0, 1 .. num_tokens and unknown_token."""
+        return self.next_token + 1
+
+    def grid_of(self, field: field_lib.Field, where: str = "") -> Grid:
+        """The grid this vocabulary uses for `field` (UserError when it has none for it)."""
+        grid = field.grid(self.cell, self.camera_cell)
+        self.layout.index(grid, where)
+        return grid
+
+    def describe_grids(self) -> str:
+        return self.layout.describe()
 
     @property
     def tokens(self) -> np.ndarray:
@@ -415,10 +523,24 @@ class Vocabulary:
 
     def assign(self, matrices: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """bool [N, C] segments → int32 [N] tokens of their most similar entries (`assign_tokens`), the vocabulary
-        frozen: how data tokenized for another dataset's model gets its tokens."""
+        frozen: how val / test segments, and data tokenized for another dataset's model, get their tokens."""
+        return self.assign_with_similarity(matrices, chunk)[0]
+
+    def assign_with_similarity(self, matrices: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """(int32 [N] tokens as `assign`, float32 [N] Jaccard similarity of each to its entry; 1 for empty)."""
+        if matrices.ndim != 2 or matrices.shape[1] != self.num_cells:
+            raise UserError(
+                f"expected segment matrices [N, {self.num_cells}] ({self.layout.describe()}), got {matrices.shape}"
+            )
         arrays = self.device_arrays()
-        blocks = [np.asarray(assign_tokens(matrices[i : i + chunk], *arrays)) for i in range(0, len(matrices), chunk)]
-        return np.concatenate([np.zeros(0, np.int32), *blocks]).astype(np.int32)
+        tokens, sims = [np.zeros(0, np.int32)], [np.zeros(0, np.float32)]
+        chunk = min(chunk, _bucket(len(matrices), 64))  # padded blocks: a few shapes, a few compilations
+        for i in range(0, len(matrices), chunk):
+            part = matrices[i : i + chunk]
+            tok, sim = _assign(np.pad(part, ((0, chunk - len(part)), (0, 0))), *arrays, self.unknown_token)
+            tokens.append(np.asarray(tok)[: len(part)])
+            sims.append(np.asarray(sim)[: len(part)])
+        return np.concatenate(tokens).astype(np.int32), np.concatenate(sims)
 
     def tokenize(self, matrices: np.ndarray | jax.Array) -> np.ndarray:
         """bool [N, C] segment matrices in scan order → int32 [N] tokens (0 = empty), adding new segments.
@@ -443,10 +565,13 @@ class Vocabulary:
         tokens = np.concatenate([[0], self._tokens])[entry + 1]
         return np.where(rows.any(1), tokens[inverse.ravel()], 0).astype(np.int32)
 
-    def tokenize_clips(self, clips: Sequence[np.ndarray], fps: float) -> list[np.ndarray]:
-        """Positions of clips in scan order → one int32 token array per clip (its segments)."""
-        matrices, counts = clip_segment_matrices(clips, fps, self.cell, self.seconds)
-        return np.split(self.tokenize(matrices), np.cumsum(counts)[:-1])
+    def tokenize_clips(
+        self, clips: Sequence[np.ndarray], fps: float, field: field_lib.Field = field_lib.SOCCER
+    ) -> list[np.ndarray]:
+        """Positions of clips of one field in scan order → one int32 token array per clip (its segments)."""
+        grid = self.grid_of(field)
+        matrices, counts = clip_segment_matrices(clips, fps, grid, self.seconds)
+        return np.split(self.tokenize(place(matrices, self.layout, grid)), np.cumsum(counts)[:-1])
 
     def _add(self, packed: np.ndarray, keys: np.ndarray) -> None:
         """Append new distinct segments (in scan order), deciding their tokens with the greedy rule."""
@@ -488,6 +613,9 @@ class Vocabulary:
             "seconds": self.seconds,
             "num_cells": self.num_cells,
             "lsh": np.array(dataclasses.astuple(self.lsh) if self.lsh else [], np.int64),
+            "camera_cell": self.camera_cell,
+            "layout": np.array(json.dumps(self.layout.as_list())),
+            "fitted_on": np.array(json.dumps(self.fitted_on, sort_keys=True)),
         }
         files.atomic_npz(path, **arrays)
 
@@ -497,10 +625,18 @@ class Vocabulary:
         one or is damaged."""
         try:
             with np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False) as z:
-                if str(z["format"]) != FORMAT_NAME or int(z["version"]) != FORMAT_VERSION:
+                version = int(z["version"])
+                if str(z["format"]) != FORMAT_NAME or version not in (1, FORMAT_VERSION):
                     raise ValueError(f"format {z['format']} version {z['version']}")
                 lsh = LSHParams(*(int(v) for v in z["lsh"])) if len(z["lsh"]) else None
-                vocab = cls(float(z["threshold"]), float(z["cell"]), float(z["seconds"]), lsh or False)
+                extra = {}
+                if version >= 2:
+                    extra = {
+                        "layout": GridLayout.from_list(json.loads(str(z["layout"])), str(path)),
+                        "camera_cell": float(z["camera_cell"]),
+                        "fitted_on": json.loads(str(z["fitted_on"])),
+                    }
+                vocab = cls(float(z["threshold"]), float(z["cell"]), float(z["seconds"]), lsh or False, **extra)
                 packed, tokens, parents = z["packed"], z["tokens"].astype(np.int32), z["parents"].astype(np.int32)
                 next_token = int(z["next_token"])
                 if (
@@ -531,15 +667,27 @@ class Vocabulary:
 
 @functools.partial(jax.jit, static_argnames="block")
 def assign_tokens(
-    matrices: jax.Array, vocab_matrices: jax.Array, vocab_tokens: jax.Array, block: int = 512
+    matrices: jax.Array,
+    vocab_matrices: jax.Array,
+    vocab_tokens: jax.Array,
+    unknown: int | jax.Array | None = None,
+    block: int = 512,
 ) -> jax.Array:
     """bool [N, C] segments → int32 [N] token of the most similar vocabulary entry (Jaccard, first on ties); 0 = empty.
 
-    For training-time variants (augmented or unseen clips): never grows the vocabulary, so a segment that is not in
-    it gets the token of its nearest entry, however far (the reference would open a new token when the best rounded
-    Jaccard is ≤ threshold). An in-vocabulary segment gets its own token. Scans the vocabulary in blocks of `block`
-    (512: the fastest of 128 … 4096 tried on a 2-core CPU; the result does not depend on it).
+    For val / test segments and training-time variants (augmented or unseen clips): never grows the vocabulary, so a
+    segment that is not in it gets the token of its nearest entry, however far (the reference would open a new token
+    when the best rounded Jaccard is ≤ threshold). An in-vocabulary segment gets its own token. A segment that shares
+    no cell with any entry (similarity 0: a field or a corner the vocabulary never saw) gets `unknown`, given (the
+    vocabulary's `unknown_token`), else the first entry's. Scans the vocabulary in blocks of `block` (512: the
+    fastest of 128 … 4096 tried on a 2-core CPU; the result does not depend on it).
     """
+    return _assign(matrices, vocab_matrices, vocab_tokens, unknown, block)[0]
+
+
+@functools.partial(jax.jit, static_argnames="block")
+def _assign(matrices, vocab_matrices, vocab_tokens, unknown=None, block: int = 512) -> tuple[jax.Array, jax.Array]:
+    """(`assign_tokens`, float32 [N] Jaccard similarity of each segment to its entry, 1 for empty segments)."""
     x = matrices.astype(jnp.float32)
     size = x.sum(1)
     e = vocab_matrices.shape[0]
@@ -560,8 +708,10 @@ def assign_tokens(
         return (jnp.where(better, b_best, best), jnp.where(better, tb[b_arg], tok)), None
 
     init = (jnp.full(x.shape[0], -1.0, jnp.float32), jnp.zeros(x.shape[0], jnp.int32))
-    (_, tok), _ = jax.lax.scan(scan, init, (v, toks, valid))
-    return jnp.where(size > 0, tok, 0)
+    (best, tok), _ = jax.lax.scan(scan, init, (v, toks, valid))
+    if unknown is not None:
+        tok = jnp.where(best > 0, tok, jnp.asarray(unknown, jnp.int32))
+    return jnp.where(size > 0, tok, 0), jnp.where(size > 0, jnp.maximum(best, 0.0), 1.0)
 
 
 # ------------------------------------------------------------------------------------------------------- agreement

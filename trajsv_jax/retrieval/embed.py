@@ -34,6 +34,7 @@ from input_pipeline import reader
 from input_pipeline import write as write_lib
 from trajsv_jax import files
 from trajsv_jax.data import store as store_lib
+from trajsv_jax.data import tokenize
 from trajsv_jax.errors import UserError
 from trajsv_jax.retrieval import index as index_lib
 from trajsv_jax.training import trainers, variants
@@ -90,16 +91,19 @@ def encode_videos(encoder: trainers.Encoder, batch: Batch, batch_size: int = 64)
     return np.concatenate([v["video"] for _, v in encode(encoder, [batch], batch_size)]).astype(np.float32)
 
 
-@functools.partial(jax.jit, static_argnames="cell")
-def retokenized(batch: Batch, vocab: tuple[jax.Array, jax.Array], cell: float) -> Batch:
-    """The batch with its tokens redone from its positions with a vocabulary (so any data reads as a run's)."""
-    return {**batch, "tokens": variants.retokenize(batch, *vocab, cell)}
+@functools.partial(jax.jit, static_argnames=("grids", "unknown"))
+def retokenized(
+    batch: Batch, vocab: tuple[jax.Array, jax.Array], grids: tokenize.GridLike, unknown: int | None = None
+) -> Batch:
+    """The batch with its tokens redone from its positions with a vocabulary (its `layout` as `grids`, its
+    `unknown_token`), so any data reads as a run's."""
+    return {**batch, "tokens": variants.retokenize(batch, *vocab, grids, unknown)}
 
 
 def with_run_tokens(encoder: trainers.Encoder, batch: Batch) -> Batch:
     """`retokenized` with the encoder's own vocabulary, back on the host."""
     vocab = tuple(jax.numpy.asarray(x) for x in encoder.vocab.device_arrays())
-    return jax.device_get(retokenized(batch, vocab, encoder.vocab.cell))
+    return jax.device_get(retokenized(batch, vocab, encoder.vocab.layout, encoder.vocab.unknown_token))
 
 
 @dataclasses.dataclass(frozen=True)

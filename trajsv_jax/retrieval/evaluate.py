@@ -30,6 +30,7 @@ import numpy as np
 
 from input_pipeline import reader
 from trajsv_jax import files, plots
+from trajsv_jax.data.field import GridLayout
 from trajsv_jax.errors import UserError
 from trajsv_jax.retrieval import embed
 from trajsv_jax.retrieval import index as index_lib
@@ -52,27 +53,29 @@ class Protocol:
     index: index_lib.IndexSettings = dataclasses.field(default_factory=index_lib.IndexSettings)
 
 
-@functools.partial(jax.jit, static_argnames="cell")
-def _noisy(key: jax.Array, batch: Batch, delta: float, vocab: tuple[jax.Array, jax.Array], cell: float) -> Batch:
+@functools.partial(jax.jit, static_argnames=("grids", "unknown"))
+def _noisy(
+    key: jax.Array, batch: Batch, delta: float, vocab: tuple[jax.Array, jax.Array], grids: GridLayout, unknown: int
+) -> Batch:
     """The query of every video of `batch`: trajectories, then clips, replaced at rate δ; tokens redone."""
     intra_key, inter_key = jax.random.split(key)
     noisy = variants.inter_clip(inter_key, variants.intra_clip(intra_key, batch, delta), delta)
-    return embed.retokenized(noisy, vocab, cell)
+    return embed.retokenized(noisy, vocab, grids, unknown)
 
 
 def database_and_queries(encoder: trainers.Encoder, data: Batch, protocol: Protocol) -> tuple[np.ndarray, dict]:
     """Database vectors [N, d] and {δ: query vectors [N, d]} (query i is a variant of video i)."""
     vocab = tuple(jax.numpy.asarray(x) for x in encoder.vocab.device_arrays())
-    cell = encoder.vocab.cell
+    grids, unknown = encoder.vocab.layout, encoder.vocab.unknown_token
     total = len(data["clip_mask"])
     database, queries = [], {delta: [] for delta in protocol.deltas}
     for start in range(0, total, protocol.pool):
         block = {k: v[start : start + protocol.pool] for k, v in data.items()}
-        original = jax.device_get(embed.retokenized(block, vocab, cell))
+        original = jax.device_get(embed.retokenized(block, vocab, grids, unknown))
         database.append(embed.encode_videos(encoder, original, protocol.batch_size))
         for i, delta in enumerate(protocol.deltas):
             key = jax.random.fold_in(jax.random.fold_in(jax.random.key(protocol.seed), i), start)
-            noisy = jax.device_get(_noisy(key, block, delta, vocab, cell))
+            noisy = jax.device_get(_noisy(key, block, delta, vocab, grids, unknown))
             queries[delta].append(embed.encode_videos(encoder, noisy, protocol.batch_size))
     return np.concatenate(database), {d: np.concatenate(q) for d, q in queries.items()}
 

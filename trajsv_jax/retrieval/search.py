@@ -23,6 +23,7 @@ from input_pipeline import write as write_lib
 from trajsv_jax import files, plots, prepare
 from trajsv_jax.data import clips as clips_lib
 from trajsv_jax.data import store as store_lib
+from trajsv_jax.data.field import Field
 from trajsv_jax.errors import UserError
 from trajsv_jax.retrieval import embed
 from trajsv_jax.retrieval import index as index_lib
@@ -116,15 +117,19 @@ def _tracking_videos(encoder: trainers.Encoder, tracking: dict, tmp: Path) -> di
     """The videos of a tracking file: ingested into `tmp`, tokenized, cut into the run's example shape."""
     clip_config = clips_lib.ClipConfig()
     log.info(prepare.ingest_source(tracking["provider"], tracking["files"], tmp / "store", None, clip_config).report())
-    log.info(prepare.tokenize_store(tmp / "store", encoder.vocab.cell, encoder.example.segment_seconds).report())
+    encoder.vocab.save(tmp / "vocab.npz")  # frozen: the file's segments get the run's tokens and field grids
     n, k = encoder.example.clips_per_video, encoder.example.max_objects
-    log.info(prepare.write_dataset(tmp / "store", tmp / "data", n, k, train_fraction=1.0, shards=1).report())
+    split = prepare.Split(n, train_fraction=1.0)
+    seconds = encoder.example.segment_seconds
+    log.info(prepare.tokenize_store(tmp / "store", seconds=seconds, vocabulary=tmp / "vocab.npz", split=split).report())
+    data = prepare.write_dataset(tmp / "store", tmp / "data", objects=k, shards=1, fps=encoder.example.fps)
+    log.info(data.report())
     return reader.read_split(tmp / "data", "train")
 
 
-def video_positions(sources: list[store_lib.Source], batch: dict, row: int) -> tuple[np.ndarray, np.ndarray]:
-    """The frames [T, K, 2] of a video's clips, from its store's sources, and the objects' roles. Its source and
-    clip ids come from the dataset's records: checked against the store."""
+def video_positions(sources: list[store_lib.Source], batch: dict, row: int) -> tuple[np.ndarray, np.ndarray, Field]:
+    """The frames [T, K, 2] of a video's clips, from its store's sources, the objects' roles and the field. Its
+    source and clip ids come from the dataset's records: checked against the store."""
     where = int(batch["source_index"][row])
     clip_ids = [int(c) for c in batch["clip_ids"][row] if c >= 0]
     if not 0 <= where < len(sources) or any(c >= sources[where].num_clips for c in clip_ids):
@@ -133,7 +138,7 @@ def video_positions(sources: list[store_lib.Source], batch: dict, row: int) -> t
             f"({len(sources)} sources): the dataset no longer matches its store. Re-write it with `trajsv dataset`."
         )
     source = sources[where]
-    return np.concatenate([source.clip(c) for c in clip_ids]), source.object_role
+    return np.concatenate([source.clip(c) for c in clip_ids]), source.object_role, source.field
 
 
 def find_similar(
@@ -180,8 +185,8 @@ def find_similar(
 def plot_first(path, query_videos: tuple, query: dict, indexed_videos: tuple) -> str:
     """Pitch plot of the first query video and its matches; each videos argument is (batch, store sources)."""
 
-    positions, roles = video_positions(query_videos[1], query_videos[0], 0)
-    plays, role_list = [(f"query: video {query['video_id']}", positions)], [roles]
+    positions, roles, field = video_positions(query_videos[1], query_videos[0], 0)
+    plays, role_list, fields = [(f"query: video {query['video_id']}", positions)], [roles], [field]
     data, sources = indexed_videos
     for rank, (vid, s) in enumerate(zip(query["ids"], query["scores"], strict=True), 1):
         rows = np.flatnonzero(data["video_id"] == vid)
@@ -190,8 +195,9 @@ def plot_first(path, query_videos: tuple, query: dict, indexed_videos: tuple) ->
                 f"video {vid}: in the index but not in the indexed split (the dataset was re-written since). "
                 "Re-embed it with `trajsv embed`, then rebuild the index with `trajsv index`."
             )
-        positions, roles = video_positions(sources, data, int(rows[0]))
+        positions, roles, field = video_positions(sources, data, int(rows[0]))
         plays.append((f"#{rank}: video {vid} (score {s:.3f})", positions))
         role_list.append(roles)
-    files.atomic_write(path, lambda tmp: plots.plot_matches(tmp, plays[0], plays[1:], role_list))
+        fields.append(field)
+    files.atomic_write(path, lambda tmp: plots.plot_matches(tmp, plays[0], plays[1:], role_list, fields))
     return str(path)

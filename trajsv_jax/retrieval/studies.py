@@ -142,8 +142,8 @@ def transfer_dataset(out: Path, source_data: str) -> str:
     for provider, paths in targets:
         log.info(prepare.ingest_source(provider, paths, root / "store", None, clips_lib.ClipConfig()).report())
     vocabulary = Path(source_data) / store_lib.VOCAB_FILE
-    log.info(prepare.tokenize_store(root / "store", vocabulary=vocabulary).report())
-    log.info(prepare.write_dataset(root / "store", data_dir, clips_per_video=4, train_fraction=0.5, shards=1).report())
+    log.info(prepare.tokenize_store(root / "store", vocabulary=vocabulary, split=prepare.Split(4, 0.5)).report())
+    log.info(prepare.write_dataset(root / "store", data_dir, shards=1).report())
     return str(data_dir)
 
 

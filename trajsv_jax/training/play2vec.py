@@ -35,6 +35,7 @@ from input_pipeline import reader
 from trajsv_jax import plots
 from trajsv_jax.config import check, is_count, is_number
 from trajsv_jax.data import tokenize
+from trajsv_jax.data.field import SOCCER_LAYOUT, GridLayout
 from trajsv_jax.errors import UserError
 from trajsv_jax.models import dropout
 from trajsv_jax.models.play2vec import Play2Vec, Play2VecConfig
@@ -52,14 +53,15 @@ class StepConfig:
 
     shift: float = 3.0  # σ of the Gaussian shift of every position, metres
     drop: float = 0.2  # probability that a sample (frame) is dropped
-    cell: float = 3.0  # the vocabulary's cell size
+    grids: GridLayout = SOCCER_LAYOUT  # the vocabulary's field grids
+    unknown: int | None = None  # the vocabulary's unknown token
     learning_rate: float = 1e-3
     clip_norm: float = 5.0
 
     @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, cell: float) -> StepConfig:
+    def from_config(cls, config: ml_collections.ConfigDict, vocab: tokenize.Vocabulary) -> StepConfig:
         noise, opt = config.noise, config.optimizer
-        return cls(noise.shift, noise.drop, cell, opt.learning_rate, opt.clip_norm)
+        return cls(noise.shift, noise.drop, vocab.layout, vocab.unknown_token, opt.learning_rate, opt.clip_norm)
 
     def optimizer(self) -> optax.GradientTransformation:
         """Adam with the gradient clipped to a global norm (the usual guard for RNN seq2seq)."""
@@ -90,7 +92,7 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
         raise UserError(f"config kind={config.get('kind')!r}: play2vec trains configs/play2vec.py (kind 'play2vec').")
     check_config(config)
     _, example, vocab, fields = trainers.read_dataset(config)
-    step = StepConfig.from_config(config, vocab.cell)
+    step = StepConfig.from_config(config, vocab)
     return Setup(example, Play2VecConfig(**fields), step, vocab, config.data_dir)
 
 
@@ -117,7 +119,7 @@ def add_noise(rng: jax.Array, batch: Batch, shift: float, drop: float) -> Batch:
 
 def noisy_tokens(rng: jax.Array, batch: Batch, tables: Tables, step: StepConfig) -> tuple[jax.Array, jax.Array]:
     """Tokens [B, n, m] of the noisy play, and the share of valid segments whose token the noise changed."""
-    noisy = variants.retokenize(add_noise(rng, batch, step.shift, step.drop), *tables[:2], step.cell)
+    noisy = variants.retokenize(add_noise(rng, batch, step.shift, step.drop), *tables[:2], step.grids, step.unknown)
     valid = batch["segment_mask"] & batch["clip_mask"][..., None]
     return noisy, ((noisy != batch["tokens"]) & valid).sum() / jnp.maximum(valid.sum(), 1)
 

@@ -178,11 +178,12 @@ def read_dataset(
     vocab = tokenize.Vocabulary.load(_vocab_path(config.data_dir))  # a local path or a bucket
     fields = dict(config.model)
     if fields["vocab_size"] == 0:
-        fields["vocab_size"] = vocab.num_tokens + 1
-    elif fields["vocab_size"] <= vocab.num_tokens:
+        fields["vocab_size"] = vocab.vocab_size
+    elif fields["vocab_size"] < vocab.vocab_size:
         raise UserError(
             f"config model.vocab_size={fields['vocab_size']}: the vocabulary of {config.data_dir} has "
-            f"{vocab.num_tokens} tokens (+1 for padding). Set it to 0 (automatic) or at least {vocab.num_tokens + 1}."
+            f"{vocab.num_tokens} tokens (+ padding and unknown). Set it to 0 (automatic) or at least "
+            f"{vocab.vocab_size}."
         )
     return info, example, vocab, fields
 

@@ -27,6 +27,7 @@ from input_pipeline import write as write_lib
 from trajsv_jax import plots
 from trajsv_jax.config import check, is_number
 from trajsv_jax.data import tokenize
+from trajsv_jax.data.field import SOCCER_LAYOUT, GridLayout
 from trajsv_jax.errors import UserError
 from trajsv_jax.models import TrajSV, TrajSVConfig
 from trajsv_jax.training import checkpoints, losses, sharding, trainers, variants
@@ -43,7 +44,8 @@ class StepConfig:
     """What the step needs besides arrays (static under jit)."""
 
     max_delta: float = 0.2
-    cell: float = 3.0
+    grids: GridLayout = SOCCER_LAYOUT  # the vocabulary's field grids
+    unknown: int | None = None  # the vocabulary's unknown token
     embedding: str = "tokens"
     visual: bool = True
     alpha: float = 0.5
@@ -53,11 +55,14 @@ class StepConfig:
     reduction: str = "mean"
 
     @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, model: TrajSVConfig, cell: float) -> StepConfig:
+    def from_config(
+        cls, config: ml_collections.ConfigDict, model: TrajSVConfig, vocab: tokenize.Vocabulary
+    ) -> StepConfig:
         loss = config.loss
         return cls(
             max_delta=config.variants.max_delta,
-            cell=cell,
+            grids=vocab.layout,
+            unknown=vocab.unknown_token,
             embedding=model.embedding,
             visual=model.visual_dim > 0,
             alpha=loss.alpha,
@@ -113,7 +118,7 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
             f"{example.visual_dim}. Use -1 (automatic), 0 (trajectory-only) or {example.visual_dim}."
         )
     model = TrajSVConfig(segments=example.segments_per_clip, **fields)
-    return Setup(example, model, StepConfig.from_config(config, model, vocab.cell), vocab, config.data_dir)
+    return Setup(example, model, StepConfig.from_config(config, model, vocab), vocab, config.data_dir)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -139,7 +144,7 @@ def model_inputs(batch: Batch, step: StepConfig) -> Batch:
     if step.embedding == "tokens":
         out["tokens"] = batch["tokens"]
     else:
-        out["matrices"] = variants.segment_matrices(batch, step.cell)
+        out["matrices"] = variants.segment_matrices(batch, step.grids)
     return out
 
 
@@ -156,7 +161,7 @@ def make_views(rng: jax.Array, batch: Batch, vocab: tuple[jax.Array, jax.Array],
     inter = variants.inter_clip(inter_key, batch, delta)
     metrics = {"delta": delta.mean()}
     if step.embedding == "tokens":
-        intra["tokens"] = variants.retokenize(intra, *vocab, step.cell)
+        intra["tokens"] = variants.retokenize(intra, *vocab, step.grids, step.unknown)
         changed = (intra["tokens"] != batch["tokens"]) & batch["segment_mask"]
         metrics["intra_tokens_changed"] = changed.sum() / jnp.maximum(batch["segment_mask"].sum(), 1)
     views = [model_inputs(v, step) for v in (batch, intra, inter)]
@@ -175,7 +180,7 @@ def init_state(
     dummy = {name: jnp.zeros((1, *shape), dtype) for name, (shape, dtype) in spec.items() if name in MODEL_INPUTS}
     dummy |= {"tokens": jnp.zeros((1, *spec["tokens"][0]), jnp.int32)}
     if step.embedding == "matrices":
-        cells = tokenize.num_cells(step.cell)
+        cells = step.grids.num_cells
         dummy["matrices"] = jnp.zeros((1, *spec["tokens"][0], cells), bool)
     params = model.init(params_key, dummy)["params"]
     return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), rng)

@@ -24,7 +24,7 @@ from trajsv_jax.data import tokenize
 
 Batch = dict[str, jax.Array]
 # per-clip features ([B, n, ...]) that travel with a clip in `inter_clip`; clip_mask stays (both clips are valid)
-CLIP_FIELDS = ("positions", "sample_mask", "segment_mask", "tokens", "visual", "visual_mask", "clip_ids")
+CLIP_FIELDS = ("positions", "sample_mask", "segment_mask", "tokens", "visual", "visual_mask", "clip_ids", "grid_index")
 
 
 def sample_delta(rng: jax.Array, batch_size: int, max_delta: float = 0.2) -> jax.Array:
@@ -115,17 +115,25 @@ def inter_clip(rng: jax.Array, batch: Batch, delta: jax.Array | float) -> Batch:
     return out
 
 
-def segment_matrices(batch: Batch, cell: float = 3.0) -> jax.Array:
-    """bool [B, n, m, C] occupied cells of every segment of the batch (padding samples left out). `cell` static."""
+def segment_matrices(batch: Batch, grids: tokenize.GridLike = 3.0) -> jax.Array:
+    """bool [B, n, m, C] occupied cells of every segment of the batch (padding samples left out), each clip on its
+    field's grid of the layout `grids` (`grid_index`). `grids` static."""
     pos = jnp.where(batch["sample_mask"][..., None, None], batch["positions"], jnp.nan)
-    return tokenize.rasterize(pos, cell)
+    return tokenize.rasterize(pos, grids, batch.get("grid_index"))
 
 
-def retokenize(batch: Batch, vocab_matrices: jax.Array, vocab_tokens: jax.Array, cell: float = 3.0) -> jax.Array:
-    """int32 [B, n, m] tokens of the batch's segments: rasterized, then the nearest vocabulary entry (`assign_tokens`).
-
-    0 where the segment mask is off or the segment is empty. Jit with `cell` static.
+def retokenize(
+    batch: Batch,
+    vocab_matrices: jax.Array,
+    vocab_tokens: jax.Array,
+    grids: tokenize.GridLike = 3.0,
+    unknown: int | None = None,
+) -> jax.Array:
+    """int32 [B, n, m] tokens of the batch's segments: rasterized, then the nearest vocabulary entry (`assign_tokens`;
+    `unknown` for a segment sharing no cell with any entry). 0 where the segment mask is off or the segment is empty.
+    Jit with `grids` and `unknown` static.
     """
-    matrices = segment_matrices(batch, cell)
-    tokens = tokenize.assign_tokens(matrices.reshape(-1, matrices.shape[-1]), vocab_matrices, vocab_tokens)
+    matrices = segment_matrices(batch, grids)
+    flat = matrices.reshape(-1, matrices.shape[-1])
+    tokens = tokenize.assign_tokens(flat, vocab_matrices, vocab_tokens, unknown)
     return jnp.where(batch["segment_mask"], tokens.reshape(batch["segment_mask"].shape), 0)

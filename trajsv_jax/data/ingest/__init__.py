@@ -9,22 +9,30 @@ source is ever written.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from trajsv_jax.data import clips, store
-from trajsv_jax.data.ingest.common import PROVIDERS, ProviderSpec, check_files, resolve_provider
+from trajsv_jax.data import events as events_lib
+from trajsv_jax.data.ingest.common import PROVIDERS, ProviderSpec, ReadSource, check_files, resolve_provider
 from trajsv_jax.data.ingest.kloppy_reader import read_with_kloppy
 from trajsv_jax.data.ingest.skillcorner import read_skillcorner
+from trajsv_jax.data.ingest.sportsmot import read_sportsmot
 from trajsv_jax.errors import UserError
 
 __all__ = [
     "FAST_READERS",
+    "FOLDER_READERS",
     "PROVIDERS",
+    "FolderIngest",
     "ProviderSpec",
+    "ReadSource",
     "bundled_skillcorner_files",
     "ingest",
+    "ingest_folder",
     "read_frames",
     "read_skillcorner",
     "read_with_kloppy",
@@ -99,3 +107,63 @@ def ingest(
         )
     store.write_source(out_store, source)
     return source, drops
+
+
+# datasets of many short sources, read from one folder: name → reader(folder, **options) → (sources, report)
+FOLDER_READERS: dict[str, Callable[..., tuple[list[ReadSource], dict[str, Any]]]] = {"sportsmot": read_sportsmot}
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderIngest:
+    """What `ingest_folder` wrote: the sources, each one's drops, the sources left out (no clip) and the reader's
+    own report (counts, labels, alignment)."""
+
+    sources: list[store.Source]
+    drops: dict[str, clips.Drops]
+    left_out: dict[str, str]  # source id → why (its drop counts)
+    report: dict[str, Any]
+
+
+def ingest_folder(
+    reader: str,
+    folder: str | Path,
+    out_store: str | Path,
+    clip_config: clips.ClipConfig | None = None,
+    **options: Any,
+) -> FolderIngest:
+    """Read every source of a dataset folder (`FOLDER_READERS`), cut each into clips, and add them all to `out_store`
+    in one locked write (with their events, where the reader gives some). A source left without clips is left out
+    and counted; none left is an error, and then nothing is written."""
+    if reader not in FOLDER_READERS:
+        raise UserError(f"unknown dataset reader {reader!r}. Choose one of: {', '.join(sorted(FOLDER_READERS))}.")
+    store.check_writable(out_store)
+    read, report = FOLDER_READERS[reader](folder, **options)
+    sources, drops, left_out, events = [], {}, {}, {}
+    for item in read:
+        frames = item.frames
+        if item.group is not None:
+            frames = dataclasses.replace(frames, metadata={**frames.metadata, "group": item.group})
+        source, dropped = store.source_from_frames(frames, store.safe_source_id(item.source_id), clip_config)
+        drops[source.source_id] = dropped
+        if source.num_clips == 0:
+            left_out[source.source_id] = ", ".join(f"{k}={v}" for k, v in dropped.as_dict().items() if v)
+            continue
+        sources.append(source)
+        if item.events is not None:
+            events[source.source_id] = item
+    if not sources:
+        raise UserError(
+            f"{folder}: no source has a clip left after cleaning ({len(read)} read; {left_out}). Check the files; "
+            "short sequences may need a shorter --min-clip-seconds."
+        )
+    store.write_sources(out_store, sources, _events_writer(events) if events else None)
+    return FolderIngest(sources, drops, left_out, report)
+
+
+def _events_writer(items: dict[str, ReadSource]) -> Callable[[Path, store.Source], None]:
+    def write(root: Path, source: store.Source) -> None:
+        if source.source_id in items:
+            item = items[source.source_id]
+            events_lib.write_events(root, source.source_id, item.events, item.frames.metadata.get("alignment", {}))
+
+    return write

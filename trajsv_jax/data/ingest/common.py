@@ -195,6 +195,19 @@ def one_line(text: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+@dataclasses.dataclass
+class ReadSource:
+    """One source a multi-source reader (a folder of games or sequences) delivers: its frames, events and group.
+
+    `group` names what must stay in one split (a game, a video): short sources of one group are never split apart.
+    """
+
+    source_id: str
+    frames: clips.Frames
+    events: list[dict[str, Any]] | None = None  # `data.events` records, time-aligned to the frames
+    group: str | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Coordinates:
     """A provider's pitch in its own coordinates: the edges along x and y, and whether y grows downwards."""
