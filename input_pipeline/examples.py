@@ -194,10 +194,12 @@ def plan_videos(
 
     A source is split by time (`clips.make_videos`) unless it belongs to a group (its game or video, set by readers
     of short sequences: a hockey power play, a SportsMOT clip): then its whole group goes to one split
-    (`clips.split_groups`), so no game or video is in two splits.
+    (`clips.split_groups`, per sport, so that each sport gets its share of train, val and test), and no game or
+    video is in two splits.
     """
     videos: list[clips_lib.Video] = []
     grouped: dict[str, list[int]] = {}
+    sport_of: dict[str, str] = {}
     empty = 0
     for source in sources:
         usable = usable_clips(source)
@@ -213,8 +215,12 @@ def plan_videos(
         )
         if source.group is not None:
             grouped.setdefault(str(source.group), []).extend(range(len(videos), len(videos) + len(made)))
+            sport_of.setdefault(str(source.group), source.field.sport)
         videos += made
-    split = clips_lib.split_groups({g: len(v) for g, v in grouped.items()}, train_fraction, val_fraction)
+    split: dict[str, str] = {}
+    for sport in sorted(set(sport_of.values())):
+        sizes = {g: len(v) for g, v in grouped.items() if sport_of[g] == sport}
+        split |= clips_lib.split_groups(sizes, train_fraction, val_fraction)
     for group, members in grouped.items():
         for i in members:
             videos[i] = dataclasses.replace(videos[i], split=split[group])

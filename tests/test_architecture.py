@@ -20,7 +20,8 @@ ALLOWED = {
     "training": {"data", "models", "plots", "input_pipeline"},
     "retrieval": {"data", "models", "plots", "input_pipeline", "prepare", "training"},
     "demo": {"data", "prepare", "training", "retrieval"},
-    "cli": {"data", "models", "plots", "input_pipeline", "video", "prepare", "training", "retrieval", "demo"},
+    "corpus": {"data", "input_pipeline", "video", "prepare"},
+    "cli": {"data", "models", "plots", "input_pipeline", "video", "prepare", "training", "retrieval", "demo", "corpus"},
 }
 BASE = {"errors", "config", "files"}
 

@@ -114,6 +114,14 @@ def ingest(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     )
 
 
+def corpus(a: argparse.Namespace, overrides: Sequence[str]) -> None:
+    from trajsv_jax import corpus as corpus_lib
+
+    corpus_lib.check_video_arguments(a.video, a.landmarks)
+    video = (a.video, {"landmarks": a.landmarks}) if a.video else None
+    print(corpus_lib.build_corpus(a.out, a.shared, video, _clip_config(a)).report())
+
+
 def preprocess(a: argparse.Namespace, overrides: Sequence[str]) -> None:
     import dataclasses
 
@@ -270,6 +278,7 @@ def evaluate(a: argparse.Namespace, overrides: Sequence[str]) -> None:
 COMMANDS: dict[str, Command] = {
     "demo": demo,
     "ingest": ingest,
+    "corpus": corpus,
     "preprocess": preprocess,
     "features": features,
     "tokenize": tokenize,

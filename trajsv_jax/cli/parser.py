@@ -352,6 +352,22 @@ def _data_parsers(sub) -> None:
     _table_args(p)
 
     p = sub.add_parser(
+        "corpus",
+        help="every real source on this machine in one store, with a per-source table",
+        description="Ingest every real source there is into one store: the SkillCorner match, the Hawk-Eye minutes "
+        "and the PFF excerpts in kloppy's wheel, the Big Data Cup 2022 ice hockey and SportsMOT's ground truth from "
+        "the shared data folder (skipped, and said, where it is missing), and a broadcast video through the front "
+        "end when given. Every source records its sport, field, provider, competition and licence. Prints and saves "
+        "(OUT/corpus.json, OUT/corpus.md) per dataset and sport: sources, clips, videos per split, seconds, objects "
+        "and the drops by cause. Then: `trajsv tokenize OUT/store`, `trajsv dataset`, `trajsv train`.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/corpus"), help="output folder (default runs/corpus)")
+    p.add_argument("--shared", type=Path, default=None, help="the shared data folder (default ../shared/data)")
+    p.add_argument("--video", type=Path, default=None, help="a broadcast video to add through the front end")
+    p.add_argument("--landmarks", type=Path, default=None, help="the video's pitch landmarks (CVAT XML or JSON)")
+    _clip_args(p)
+
+    p = sub.add_parser(
         "tokenize",
         help="split into videos, fit the Jaccard vocabulary on the train split, tokenize every clip of a store",
         description="Cut the store's clips into videos and split them (train / val / test: by time within a source, "

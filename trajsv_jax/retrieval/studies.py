@@ -121,24 +121,7 @@ def transfer_dataset(out: Path, source_data: str) -> str:
     data_dir = root / "tfrecords"
     if (data_dir / "dataset_info.json").exists():
         return str(data_dir)
-    files = ingest.bundled_skillcorner_files()[0].parent
-    hawkeye = {
-        "ball_feeds": [str(files / f"hawkeye_{m}.football.samples.ball") for m in ("1_1", "2_46")],
-        "centroid_feeds": [str(files / f"hawkeye_{m}.football.samples.centroids") for m in ("1_1", "2_46")],
-        "meta_data": str(files / "hawkeye_meta.json"),
-    }
-    targets = [("hawkeye", hawkeye)]
-    for game in ("10517", "3812"):
-        names = {"raw_data": f"pff_{game}.jsonl", "meta_data": f"pff_metadata_{game}.json"}
-        targets.append(
-            (
-                "pff",
-                {
-                    **{k: str(files / v) for k, v in names.items()},
-                    "roster_data": str(files / f"pff_rosters_{game}.json"),
-                },
-            )
-        )
+    targets = ingest.bundled_provider_files()
     for provider, paths in targets:
         log.info(prepare.ingest_source(provider, paths, root / "store", None, clips_lib.ClipConfig()).report())
     vocabulary = Path(source_data) / store_lib.VOCAB_FILE

@@ -17,6 +17,7 @@ from typing import Any
 
 from trajsv_jax.data import clips, store
 from trajsv_jax.data import events as events_lib
+from trajsv_jax.data.ingest.bigdatacup import read_bigdatacup
 from trajsv_jax.data.ingest.common import PROVIDERS, ProviderSpec, ReadSource, check_files, resolve_provider
 from trajsv_jax.data.ingest.kloppy_reader import read_with_kloppy
 from trajsv_jax.data.ingest.skillcorner import read_skillcorner
@@ -30,6 +31,7 @@ __all__ = [
     "FolderIngest",
     "ProviderSpec",
     "ReadSource",
+    "bundled_provider_files",
     "bundled_skillcorner_files",
     "ingest",
     "ingest_folder",
@@ -56,6 +58,35 @@ def bundled_skillcorner_files() -> tuple[Path, Path]:
                 "Install kloppy 3.19 from PyPI, or pass your own SkillCorner files."
             )
     return raw, meta
+
+
+def bundled_provider_files() -> list[tuple[str, dict[str, Any]]]:
+    """(provider, files) of the other real excerpts in kloppy's wheel: Hawk-Eye minutes of two halves, two PFF
+    games (the BSD-3-Clause kloppy repository's test files; the data belongs to the providers)."""
+    folder = bundled_skillcorner_files()[0].parent
+    minutes = ("1_1", "2_46")
+    out: list[tuple[str, dict[str, Any]]] = [
+        (
+            "hawkeye",
+            {
+                "ball_feeds": [str(folder / f"hawkeye_{m}.football.samples.ball") for m in minutes],
+                "centroid_feeds": [str(folder / f"hawkeye_{m}.football.samples.centroids") for m in minutes],
+                "meta_data": str(folder / "hawkeye_meta.json"),
+            },
+        )
+    ]
+    for game in ("10517", "3812"):
+        names = {"raw_data": f"pff_{game}.jsonl", "meta_data": f"pff_metadata_{game}.json"}
+        out.append(
+            (
+                "pff",
+                {
+                    **{k: str(folder / v) for k, v in names.items()},
+                    "roster_data": str(folder / f"pff_rosters_{game}.json"),
+                },
+            )
+        )
+    return out
 
 
 def read_frames(
@@ -110,7 +141,10 @@ def ingest(
 
 
 # datasets of many short sources, read from one folder: name → reader(folder, **options) → (sources, report)
-FOLDER_READERS: dict[str, Callable[..., tuple[list[ReadSource], dict[str, Any]]]] = {"sportsmot": read_sportsmot}
+FOLDER_READERS: dict[str, Callable[..., tuple[list[ReadSource], dict[str, Any]]]] = {
+    "sportsmot": read_sportsmot,
+    "bigdatacup": read_bigdatacup,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +172,21 @@ def ingest_folder(
         raise UserError(f"unknown dataset reader {reader!r}. Choose one of: {', '.join(sorted(FOLDER_READERS))}.")
     store.check_writable(out_store)
     read, report = FOLDER_READERS[reader](folder, **options)
+    sources, drops, left_out, events = cut_sources(read, clip_config)
+    if not sources:
+        raise UserError(
+            f"{folder}: no source has a clip left after cleaning ({len(read)} read; {left_out}). Check the files; "
+            "short sequences may need a shorter --min-clip-seconds."
+        )
+    store.write_sources(out_store, sources, events_writer(events) if events else None)
+    return FolderIngest(sources, drops, left_out, report)
+
+
+def cut_sources(
+    read: list[ReadSource], clip_config: clips.ClipConfig | None = None
+) -> tuple[list[store.Source], dict[str, clips.Drops], dict[str, str], dict[str, ReadSource]]:
+    """Clean and cut what a folder reader delivered: (sources with clips, drops per source id, sources left out
+    without clips and why, the read items that carry events by source id)."""
     sources, drops, left_out, events = [], {}, {}, {}
     for item in read:
         frames = item.frames
@@ -151,16 +200,12 @@ def ingest_folder(
         sources.append(source)
         if item.events is not None:
             events[source.source_id] = item
-    if not sources:
-        raise UserError(
-            f"{folder}: no source has a clip left after cleaning ({len(read)} read; {left_out}). Check the files; "
-            "short sequences may need a shorter --min-clip-seconds."
-        )
-    store.write_sources(out_store, sources, _events_writer(events) if events else None)
-    return FolderIngest(sources, drops, left_out, report)
+    return sources, drops, left_out, events
 
 
-def _events_writer(items: dict[str, ReadSource]) -> Callable[[Path, store.Source], None]:
+def events_writer(items: dict[str, ReadSource]) -> Callable[[Path, store.Source], None]:
+    """The `extra` of `store.write_sources` that writes each source's events (`data.events`) beside it."""
+
     def write(root: Path, source: store.Source) -> None:
         if source.source_id in items:
             item = items[source.source_id]
