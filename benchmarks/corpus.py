@@ -1,9 +1,9 @@
 """Benchmark: `trajsv corpus` on every real source here, then tokenize and the dataset with and without resampling.
 
 Prints one JSON object: the corpus table (per dataset and sport), ingest seconds per dataset and per source, the
-tokenize time and what it assigned, and the dataset writer at the sources' own rates (the highest, 30 fps, sets the
-example shape) against `--fps 10` (every source resampled by time inside its segments): videos/s and source
-frames/s of each, in the same run.
+tokenize time and what it assigned, and the dataset writer at the sources' own rates (the highest sets the example
+shape: Hawk-Eye's 50 fps) against `--fps 10` (every source resampled by time inside its segments): videos/s and
+source frames/s of each, in the same run.
 Run from the repository root: `python -m benchmarks.corpus [--shared DIR]`.
 """
 
