@@ -57,6 +57,32 @@ def test_protocol_finds_unchanged_videos_and_scann_agrees_with_exact(tiny_run, d
     assert f"database {test_videos} videos" in result.report()
 
 
+def test_queries_are_keyed_by_delta_and_baselines_and_chance_are_stated(tiny_run, monkeypatch):
+    """The queries at δ 0.6 do not depend on the other δs asked for; the learning-free baselines run on the same
+    queries; the random guess is 1/N and H_N/N; per group the protocol runs within the group."""
+    both = evaluate.evaluate_run(tiny_run, protocol=evaluate.Protocol(deltas=(0.5, 0.6)))
+    alone = evaluate.evaluate_run(tiny_run, protocol=evaluate.Protocol(deltas=(0.6,)))
+    assert both.results[1] == alone.results[0] and both.baselines["grid"][1] == alone.baselines["grid"][0]
+    n = both.database_size
+    assert both.chance == pytest.approx({"hr1": 1 / n, "mrr": sum(1 / r for r in range(1, n + 1)) / n})
+    assert set(both.baselines) == {"grid", "random"} and both.vocabulary["split"] == "train"
+    assert 0 <= both.baselines["random"][0]["hr1"] <= 1 and both.groups == []  # one source: no group rows
+    exact = evaluate.evaluate_run(tiny_run, protocol=evaluate.Protocol(deltas=(0.0,)))
+    assert exact.baselines["grid"][0]["hr1"] == 1.0  # an unchanged video is its own nearest grid
+    assert "learning-free grid" in both.report() and f"random guess at {n} videos" in both.report()
+
+    # two groups (alternate test videos stand in for two datasets): each row is the protocol within its group
+    def halves(data, _):
+        return np.where(np.arange(len(data["video_id"])) % 2 == 0, "a|soccer|metric", "b|soccer|metric")
+
+    monkeypatch.setattr(evaluate, "video_groups", halves)
+    grouped = evaluate.evaluate_run(tiny_run, protocol=evaluate.Protocol(deltas=(0.6,)))
+    sizes = {g["dataset"]: g["database_size"] for g in grouped.groups}
+    assert sizes == {"a": (n + 1) // 2, "b": n // 2}
+    for g in grouped.groups:
+        assert set(g["methods"]) == {"trajsv", "grid", "random"} and g["chance"]["hr1"] == 1 / g["database_size"]
+
+
 def test_study_trains_evaluates_tabulates_and_reuses_runs(tiny_run, demo_dataset, tmp_path):
     overrides = [*tiny_model_overrides(demo_dataset)[1:], "--config.max_steps=2"]
     protocol = evaluate.Protocol(deltas=(0.5, 0.6))

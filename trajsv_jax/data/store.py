@@ -230,6 +230,15 @@ def list_sources(store: str | os.PathLike) -> list[str]:
     return _read_index(Path(store))
 
 
+def read_metadata(store: str | os.PathLike, source_id: str) -> dict[str, Any]:
+    """A source's metadata (sources/<id>.json) alone, without its arrays."""
+    path = source_path(store, source_id).with_suffix(".json")
+    meta = files.read_json(path, f"Re-run `trajsv ingest --out {store}` for {source_id}.", "source metadata")
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: not a source's metadata. Re-run `trajsv ingest --out {store}` for {source_id}.")
+    return meta
+
+
 def read_source(store: str | os.PathLike, source_id: str) -> Source:
     npz = source_path(store, source_id)
     fix = f"Re-run `trajsv ingest --out {store}` for {source_id}."
