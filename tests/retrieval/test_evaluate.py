@@ -88,10 +88,11 @@ def test_study_trains_evaluates_tabulates_and_reuses_runs(tiny_run, demo_dataset
     protocol = evaluate.Protocol(deltas=(0.5, 0.6))
     args = ("ablations", tmp_path, (0, 1), "VRNet (Mean)", overrides, protocol, str(demo_dataset))
     result = studies.run_study(*args)
-    (row,) = result.table["rows"]
+    row, *references = result.table["rows"]
     assert row["method"] == "w/o VRNet (Mean)" and len(row["results"]) == 2 and len(row["train_seconds"]) == 2
+    assert [r["method"] for r in references] == ["grid (learning-free)", "random (learning-free)", "random guess"]
     table = (tmp_path / "ablations" / "table.md").read_text()
-    assert "| w/o VRNet (Mean) |" in table and " ± " in table and "Database: " in table
+    assert "| w/o VRNet (Mean) |" in table and " ± " in table and "Database: " in table and "| random guess |" in table
     assert (tmp_path / "ablations" / "retrieval.png").read_bytes()[:4] == b"\x89PNG"
     summary = tmp_path / "runs" / row["key"] / "seed1" / "summary.json"
     before = summary.stat().st_mtime_ns

@@ -246,7 +246,22 @@ def run_study(
             sizes.add(result.database_size)
             per_seed.append(result.results)
         rows.append(row | {"results": per_seed, "train_seconds": seconds, "seeds": list(seeds)})
+        last = result
+    if any(r["results"] for r in rows):
+        rows += reference_rows(last, protocol)
     return write_table(study, out / study, rows, sizes, protocol)
+
+
+def reference_rows(result: evaluate_lib.RetrievalResult, protocol: evaluate_lib.Protocol) -> list[dict[str, Any]]:
+    """The learning-free baselines (the same queries for every method) and the random guess, as table rows."""
+    rows = [
+        {"method": f"{name} (learning-free)", "results": [results], "seeds": [], "train_seconds": []}
+        for name, results in result.baselines.items()
+    ]
+    if result.chance:
+        chance = [{"delta": d, **result.chance} for d in protocol.deltas]
+        rows.append({"method": "random guess", "results": [chance], "seeds": [], "train_seconds": []})
+    return rows
 
 
 def write_table(study: str, out: Path, rows: list[dict], sizes: set, protocol: evaluate_lib.Protocol) -> StudyResult:
@@ -258,7 +273,7 @@ def write_table(study: str, out: Path, rows: list[dict], sizes: set, protocol: e
     table = evaluate_lib.markdown_table(ran, size)
     if study == "batch-size":
         table += "\n\n| Method | training time (s) |\n|---|---|\n" + "\n".join(
-            f"| {r['method']} | {evaluate_lib.mean_std(r['train_seconds'], '.0f')} |" for r in ran
+            f"| {r['method']} | {evaluate_lib.mean_std(r['train_seconds'], '.0f')} |" for r in ran if r["train_seconds"]
         )
     skipped = [f"- {r['method']}: not run ({r['skipped']})" for r in rows if r.get("skipped")]
     seeds = sorted({s for r in ran for s in r["seeds"]})
