@@ -31,7 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Either way no checkpoint holds a non-finite value.
     config.nonfinite = "stop"
 
-    config.optimizer = ml_collections.ConfigDict({"learning_rate": 0.01, "momentum": 0.7})
+    # name: sgd (the paper's: SGD with momentum), or adam / adamw (not the paper's; lr 1e-3 is their usual start)
+    config.optimizer = ml_collections.ConfigDict({"name": "sgd", "learning_rate": 0.01, "momentum": 0.7})
     config.variants = ml_collections.ConfigDict({"max_delta": 0.2})
     # exclude_positive / reduction: see trajsv_jax/losses.py for the form of Eq. 12 used and why
     config.loss = ml_collections.ConfigDict(

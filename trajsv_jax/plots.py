@@ -145,21 +145,31 @@ def save(fig: plt.Figure, path: str | os.PathLike) -> str:
     return str(path)
 
 
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "p", "h", "*", "d", "8")
+REFERENCES = ("learning-free", "random guess")  # rows drawn dashed and grey-ish: not trained methods
+
+
 def plot_retrieval(rows: Sequence[dict], path: str | os.PathLike, subtitle: str = "") -> str:
-    """HR@1 and MRR against the noise rate δ, one line per method (mean ± std over seeds as error bars).
+    """HR@1 and MRR against the noise rate δ, one line per method (mean ± std over seeds as error bars), each method
+    its own colour and marker, references (learning-free baselines, the random guess) dashed; the legend outside.
 
     rows: {"method", "results": [{delta, hr1, mrr}, ...] or a list of such lists, one per seed}.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for row in rows:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    colours = plt.get_cmap("tab20").colors
+    for i, row in enumerate(rows):
         runs = row["results"] if row["results"] and isinstance(row["results"][0], list) else [row["results"]]
         deltas = [r["delta"] for r in runs[0]]
+        reference = any(word in row["method"] for word in REFERENCES)
+        style = {"ls": "--" if reference else "-", "lw": 1.0 if reference else 1.4, "color": colours[i % 20]}
         for ax, metric in zip(axes, ("hr1", "mrr"), strict=True):
             values = np.array([[r[metric] for r in run] for run in runs])
-            ax.errorbar(deltas, values.mean(0), yerr=values.std(0), marker="o", ms=3, capsize=2, label=row["method"])
+            ax.errorbar(deltas, values.mean(0), yerr=values.std(0), marker=MARKERS[i % len(MARKERS)], ms=4,
+                        capsize=2, label=row["method"], **style)  # fmt: skip
     for ax, label in zip(axes, ("HR@1", "MRR"), strict=True):
         ax.set(xlabel="noise rate δ of the query", ylabel=label, title=f"{label} {subtitle}".strip(), ylim=(0, 1.02))
-    axes[1].legend(fontsize=7, loc="lower left")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
     return save(fig, path)
 
 

@@ -301,5 +301,6 @@ def test_evaluate_writes_are_atomic_and_cached_results_are_checked(tmp_path, mon
 
 
 def test_evaluate_refuses_non_finite_vectors(run, monkeypatch):
-    monkeypatch.setattr(evaluate, "database_and_queries", lambda *a: (id_vectors(np.arange(5), np.nan), {}))
+    vectors = (id_vectors(np.arange(5), np.nan), {})
+    monkeypatch.setattr(evaluate, "database_and_queries", lambda *a: dict.fromkeys(a[3], vectors))
     error(lambda: evaluate.evaluate_run("fake_run"), "5 of 5 video vectors", "NaN or inf", "trajsv train")

@@ -81,7 +81,9 @@ def free_port() -> int:
 
 
 def worker_env(devices: int) -> dict[str, str]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+    """A subprocess's environment: `devices` CPU devices and no persistent compilation cache (an executable of the
+    shared cache, compiled by another process, once made the 2-device collectives of this test wait forever)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", JAX_ENABLE_COMPILATION_CACHE="false")
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests")])
     return env

@@ -113,6 +113,7 @@ def test_a_second_writer_is_refused_naming_the_holder(demo_dataset, tmp_path):
         ("--config.optimizer.learning_rate=1e999", ["optimizer.learning_rate=inf", "a finite number > 0"]),
         ("--config.optimizer.learning_rate=0", ["optimizer.learning_rate=0.0", "a finite number > 0"]),
         ("--config.nonfinite=ignore", ["nonfinite='ignore'", "stop, skip"]),
+        ("--config.optimizer.name=rmsprop", ["optimizer.name='rmsprop'", "sgd, adam, adamw"]),
         ("--config.loss.tau=0", ["loss.tau=0.0", "> 0"]),
         ("--config.model.heads=3", ["model.d_model=16", "multiple of model.heads=3"]),
     ],

@@ -124,6 +124,8 @@ def make_setup(config: ml_collections.ConfigDict) -> Setup:
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Refuse, by name, the values of this trainer's own fields that the step could not train with."""
     momentum, loss, delta = config.optimizer.momentum, config.loss, config.variants.max_delta
+    name = config.optimizer.get("name", "sgd")
+    check(name in OPTIMIZERS, "optimizer.name", name, f"choose one of {', '.join(OPTIMIZERS)}")
     check(is_number(momentum, 0, 1) and momentum < 1, "optimizer.momentum", momentum, "a number in [0, 1)")
     check(is_number(delta, 0, 1), "variants.max_delta", delta, "a share of the clip in [0, 1]")
     check(is_number(loss.tau, 0, above=True), "loss.tau", loss.tau, "a temperature > 0")
@@ -132,9 +134,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     check(loss.reduction in REDUCTIONS, "loss.reduction", loss.reduction, f"choose one of {', '.join(REDUCTIONS)}")
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """SGD with momentum (paper: lr 0.01, momentum 0.7)."""
-    return optax.sgd(config.optimizer.learning_rate, momentum=config.optimizer.momentum)
+    """SGD with momentum (the paper's: lr 0.01, momentum 0.7), or Adam / AdamW (`optimizer.name`; not the paper's)."""
+    opt = config.optimizer
+    name = opt.get("name", "sgd")
+    if name == "adam":
+        return optax.adam(opt.learning_rate)
+    if name == "adamw":
+        return optax.adamw(opt.learning_rate)
+    return optax.sgd(opt.learning_rate, momentum=opt.momentum)
 
 
 def model_inputs(batch: Batch, step: StepConfig) -> Batch:
