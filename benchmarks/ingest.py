@@ -15,26 +15,14 @@ import argparse
 import json
 import os
 import platform
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from benchmarks import machine
 from trajsv_jax.data import ingest
 
 ARRAYS = ("positions", "frame_id", "period", "timestamp", "object_role", "object_id")
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[Any, float, float]:
-    """(result, best wall seconds, best CPU seconds) of `repeat` calls."""
-    walls, cpus = [], []
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return result, min(walls), min(cpus)
 
 
 def main() -> None:
@@ -47,8 +35,8 @@ def main() -> None:
     raw, meta = ingest.bundled_skillcorner_files()
     raw, meta = args.raw or raw, args.meta or meta
 
-    fast, fast_wall, fast_cpu = timed(lambda: ingest.read_skillcorner(raw, meta), args.repeat)
-    slow, slow_wall, slow_cpu = timed(
+    fast, fast_wall, fast_cpu = machine.timed(lambda: ingest.read_skillcorner(raw, meta), args.repeat)
+    slow, slow_wall, slow_cpu = machine.timed(
         lambda: ingest.read_with_kloppy("skillcorner", raw_data=raw, meta_data=meta), args.repeat
     )
     for name in ARRAYS:
@@ -72,7 +60,7 @@ def main() -> None:
     if not args.skip_kloppy_load:
         from kloppy import skillcorner
 
-        _, load_wall, load_cpu = timed(
+        _, load_wall, load_cpu = machine.timed(
             lambda: skillcorner.load(meta_data=meta, raw_data=raw, coordinates="skillcorner"), args.repeat
         )
         result.update(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def describe(packages: Sequence[str]) -> dict:
@@ -28,3 +30,14 @@ def describe(packages: Sequence[str]) -> dict:
         "load_avg_1min_at_start": round(os.getloadavg()[0], 2),
         **{name: version(name) for name in packages},
     }
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[Any, float, float]:
+    """(result, best wall seconds, best CPU seconds) of `repeat` calls."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return result, min(walls), min(cpus)

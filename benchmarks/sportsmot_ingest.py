@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +22,6 @@ from trajsv_jax.data.ingest.sportsmot import read_sportsmot
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/sportsmot_gt"
 STATS = ("tracks", "boxes_per_frame_median", "box_height_median", "foot_spread_x", "foot_spread_y", "speed_px_s")
-
-
-def timed(fn: Callable[[], Any], repeat: int) -> tuple[Any, float, float]:
-    """(result, best wall seconds, best CPU seconds) of `repeat` calls."""
-    walls, cpus = [], []
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return result, min(walls), min(cpus)
 
 
 def stat_ranges(sources: list) -> dict[str, dict[str, list[float]]]:
@@ -67,8 +54,10 @@ def main() -> None:
     args = parser.parse_args()
     described = machine.describe(["numpy", "pandas"])
 
-    (sources, report), read_wall, read_cpu = timed(lambda: read_sportsmot(args.folder), args.repeat)  # the default
-    cut, cut_wall, cut_cpu = timed(
+    (sources, report), read_wall, read_cpu = machine.timed(
+        lambda: read_sportsmot(args.folder), args.repeat
+    )  # the default
+    cut, cut_wall, cut_cpu = machine.timed(
         lambda: [store.source_from_frames(s.frames, s.source_id) for s in sources], args.repeat
     )
     _, trusted_report = read_sportsmot(args.folder, trust_manifest=True)
