@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -57,7 +58,7 @@ def test_protocol_finds_unchanged_videos_and_scann_agrees_with_exact(tiny_run, d
     assert f"database {test_videos} videos" in result.report()
 
 
-def test_queries_are_keyed_by_delta_and_baselines_and_chance_are_stated(tiny_run, monkeypatch):
+def test_queries_are_keyed_by_delta_and_baselines_and_chance_are_stated(tiny_run, monkeypatch, tmp_path):
     """The queries at δ 0.6 do not depend on the other δs asked for; the learning-free baselines run on the same
     queries; the random guess is 1/N and H_N/N; per group the protocol runs within the group."""
     both = evaluate.evaluate_run(tiny_run, protocol=evaluate.Protocol(deltas=(0.5, 0.6)))
@@ -81,6 +82,10 @@ def test_queries_are_keyed_by_delta_and_baselines_and_chance_are_stated(tiny_run
     assert sizes == {"a": (n + 1) // 2, "b": n // 2}
     for g in grouped.groups:
         assert set(g["methods"]) == {"trajsv", "grid", "random"} and g["chance"]["hr1"] == 1 / g["database_size"]
+    written = grouped.write(tmp_path / "out")
+    assert {Path(w).name for w in written} >= {"retrieval_a_soccer_metric.png", "retrieval_b_soccer_metric.png"}
+    text = (tmp_path / "out" / "retrieval.md").read_text()
+    assert "### a soccer (metric)" in text and "| random guess |" in text and "| grid (learning-free) |" in text
 
 
 def test_study_trains_evaluates_tabulates_and_reuses_runs(tiny_run, demo_dataset, tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -187,26 +188,37 @@ class RetrievalResult:
         return "\n".join(lines)
 
     def write(self, out: str | os.PathLike) -> list[str]:
-        """retrieval.json, retrieval.md and retrieval.png (HR@1 and MRR against δ) in `out`, each written
-        atomically under the folder's lock."""
+        """retrieval.json, retrieval.md and retrieval.png (HR@1 and MRR against δ) in `out`, and one
+        retrieval_<dataset>_<sport>_<field>.png per group, each written atomically under the folder's lock."""
         out = Path(out)
         rows = [{"method": self.kind, "results": self.results}]
         rows += [{"method": f"{name} (learning-free)", "results": r} for name, r in self.baselines.items()]
-        subtitle = f"database {self.database_size} videos"
+        if self.chance:
+            rows.append({"method": "random guess", "results": [{"delta": d, **self.chance} for d in self.deltas]})
         chance = f"Random guess at {self.database_size} videos: HR@1 {self.chance.get('hr1', 0):.3f}, MRR "
         chance += f"{self.chance.get('mrr', 0):.3f}. Queries' seed {self.seed}; vocabulary fitted on: "
         chance += f"{self.vocabulary.get('split', 'every clip')}."
         text = [markdown_table(rows, self.database_size), "", chance]
+        pictures = {"retrieval.png": (rows, f"database {self.database_size} videos")}
         for g in self.groups:
             group_rows = [{"method": m, "results": r} for m, r in g["methods"].items()]
-            text += ["", f"### {g['dataset']} {g['sport']} ({g['field']})", "",
-                     markdown_table(group_rows, g["database_size"]), "",
-                     f"Random guess: HR@1 {g['chance']['hr1']:.3f}, MRR {g['chance']['mrr']:.3f}."]  # fmt: skip
+            group_rows.append({"method": "random guess", "results": [{"delta": d, **g["chance"]} for d in self.deltas]})
+            name = f"{g['dataset']} {g['sport']} ({g['field']})"
+            text += ["", f"### {name}", "", markdown_table(group_rows, g["database_size"])]
+            picture = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"retrieval_{g['dataset']}_{g['sport']}_{g['field']}") + ".png"
+            pictures[picture] = (group_rows, f"{name}, {g['database_size']} videos")
         with files.locked(out, "evaluate"):
             files.atomic_json(out / "retrieval.json", self.as_dict())
             files.atomic_text(out / "retrieval.md", "\n".join(text) + "\n")
-            files.atomic_write(out / "retrieval.png", lambda tmp: plots.plot_retrieval(rows, tmp, subtitle))
-        return [str(out / name) for name in ("retrieval.json", "retrieval.md", "retrieval.png")]
+            for picture, (picture_rows, subtitle) in pictures.items():
+                files.atomic_write(
+                    out / picture, functools.partial(plots.plot_retrieval, picture_rows, subtitle=subtitle)
+                )
+        return [str(out / name) for name in ("retrieval.json", "retrieval.md", *pictures)]
+
+    @property
+    def deltas(self) -> list[float]:
+        return [r["delta"] for r in self.results]
 
 
 def evaluate_run(
