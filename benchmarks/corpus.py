@@ -67,7 +67,7 @@ def main() -> None:
             "segments": tokenized.segments,
             "train_segments": tokenized.vocab.fitted_on["segments"],
             "tokens": tokenized.num_tokens,
-            "grids": tokenized.vocab.describe_grids(),
+            "grids": tokenized.vocab.layout.describe(),
             "assigned": tokenized.assigned,
         },
         "dataset": writers,

@@ -88,8 +88,7 @@ def _provider_sources(dataset: Dataset, clip_config: clips_lib.ClipConfig) -> li
     out = []
     for provider, paths in targets:
         frames = ingest_lib.read_frames(provider, paths)
-        raw_path = paths.get("raw_data") or paths["ball_feeds"][0]
-        source_id = store_lib.safe_source_id(f"{provider}_{frames.metadata.get('game_id') or Path(raw_path).stem}")
+        source_id = store_lib.safe_source_id(ingest_lib.default_source_id(frames))
         source, _ = store_lib.source_from_frames(frames, source_id, clip_config)
         out.append(source)
     return out

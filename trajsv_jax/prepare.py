@@ -208,14 +208,14 @@ class TokenizeResult:
         if self.frozen_from is not None:
             return (
                 f"tokenized {self.segments} segments with the frozen vocabulary {self.frozen_from} ({v.num_tokens} "
-                f"tokens, {v.describe_grids()}): {nearest}; {self.used_tokens} distinct tokens used "
+                f"tokens, {v.layout.describe()}): {nearest}; {self.used_tokens} distinct tokens used "
                 f"-> {self.vocab_path}"
             )
         return (
             f"tokenized {self.segments} segments of {self.clips} clips in {self.seconds:.2f} s: vocabulary fitted on "
             f"the {v.fitted_on['segments']} segments of the train split ({self.split.describe()}): {v.num_tokens} "
             f"tokens over {len(v)} distinct segment matrices ({self.empty_segments} empty segments -> token 0); "
-            f"{nearest}; {v.describe_grids()}, {v.seconds:g} s segments, Jaccard threshold {v.threshold:g}"
+            f"{nearest}; {v.layout.describe()}, {v.seconds:g} s segments, Jaccard threshold {v.threshold:g}"
             f"{' (approximate MinHash LSH)' if v.lsh else ''} -> {self.vocab_path}"
         )
 
@@ -292,8 +292,9 @@ def _tokenize_locked(
         rest = np.ones(len(tokens), bool) if vocabulary is not None else ~in_train[sid]
         if vocabulary is None:
             tokens[in_train[sid]] = fitted[sid]
-        tokens[rest], sims = vocab.assign_with_similarity(matrices[sid][rest])
-        similarities.append(sims[matrices[sid][rest].any(1)])
+        assigned = matrices[sid][rest]
+        tokens[rest], sims = vocab.assign_with_similarity(assigned)
+        similarities.append(sims[assigned.any(1)])
         total += len(tokens)
         empty += int((~matrices[sid].any(1)).sum())
         used |= set(tokens.tolist())

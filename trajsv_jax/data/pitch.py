@@ -2,7 +2,8 @@
 
 Every position in trajsv-jax is in centred metres: origin at the centre spot, x along the long side in
 [-L/2, L/2], y along the short side in [-W/2, W/2], y pointing "up" (towards the left touchline as seen from the
-goal at x = -L/2). L and W are the file's own pitch dimensions; the grid (tokenization) uses the paper's 105 x 68 m.
+goal at x = -L/2). L and W are the file's own pitch dimensions; the tokenization grid is `field.Grid` (the
+paper's 105 x 68 m).
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ import numpy as np
 
 PITCH_LENGTH = 105.0
 PITCH_WIDTH = 68.0
-
-
-def grid_shape(cell: float = 3.0, length: float = PITCH_LENGTH, width: float = PITCH_WIDTH) -> tuple[int, int]:
-    """(columns along x, rows along y) of the cell grid: 35 x 23 for 3 m cells on 105 x 68 m."""
-    return math.ceil(length / cell), math.ceil(width / cell)
 
 
 def to_centred_metres(

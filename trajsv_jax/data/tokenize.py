@@ -500,9 +500,6 @@ class Vocabulary:
         self.layout.index(grid, where)
         return grid
 
-    def describe_grids(self) -> str:
-        return self.layout.describe()
-
     @property
     def tokens(self) -> np.ndarray:
         """int32 [E] token of each distinct segment, in the order they were first seen."""

@@ -107,6 +107,17 @@ def read_frames(
     return read_with_kloppy(name, pitch_length=pitch_length, pitch_width=pitch_width, **files)
 
 
+def raw_file(frames: clips.Frames) -> str:
+    """The main file a reader read (raw_data, else its first file)."""
+    raw = frames.metadata["files"].get("raw_data") or next(iter(frames.metadata["files"].values()))
+    return raw[0] if isinstance(raw, list) else raw
+
+
+def default_source_id(frames: clips.Frames) -> str:
+    """ "<provider>_<game id>", or the raw file's name where the files give no game id."""
+    return f"{frames.metadata['provider']}_{frames.metadata.get('game_id') or Path(raw_file(frames)).stem}"
+
+
 def ingest(
     provider: str,
     files: dict[str, Any],
@@ -125,11 +136,10 @@ def ingest(
     """
     store.check_writable(out_store)  # before the long read: a bad --out or a corrupt store fails at once
     frames = read_frames(provider, files, fast, pitch_length, pitch_width)
-    raw = frames.metadata["files"].get("raw_data") or next(iter(frames.metadata["files"].values()))
-    raw = raw[0] if isinstance(raw, list) else raw
-    if source_id is None:
-        source_id = f"{frames.metadata['provider']}_{frames.metadata.get('game_id') or Path(raw).stem}"
-    source, drops = store.source_from_frames(frames, store.safe_source_id(source_id), clip_config)
+    raw = raw_file(frames)
+    source, drops = store.source_from_frames(
+        frames, store.safe_source_id(source_id or default_source_id(frames)), clip_config
+    )
     if source.num_clips == 0:
         counts = ", ".join(f"{k}={v}" for k, v in drops.as_dict().items() if v)
         raise UserError(
